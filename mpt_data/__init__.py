@@ -1,1 +1,3 @@
-"""Placeholder."""
+"""Placeholder until its issue lands."""
+
+import mpt_plugin.compat  # noqa: F401  (before any basicsr import)
