@@ -1,0 +1,32 @@
+"""Feature-enhancing feed-forward network (FEFN), Sec. 3.1 and Eq. (3) of the paper."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class FeatureEnhancingFFN(nn.Module):
+    """FEFN, Eq. (3): ``x_hat = W_p(GELU(x2') * x1') + x1``.
+
+    ``x1'`` = Linear(LN_a(x1)) (spatial/CSWA path), ``x2'`` = DW3x3(Conv1x1(LN_b(x2))) (channel/ISCA path), both
+    ``alpha * C`` wide (``int(C * alpha)``); the shortcut is ``x1`` as in the paper (the authors' code adds the
+    ISCA branch instead). Channels-last ``(B, H, W, C)`` in and out.
+    """
+
+    def __init__(self, dim: int, expansion: float = 2.6) -> None:
+        super().__init__()
+        hidden = int(dim * expansion)
+        if hidden < 1:
+            raise ValueError(f'FEFN expansion {expansion!r} gives no hidden channels for dim {dim}')
+        self.norm_spatial = nn.LayerNorm(dim)
+        self.norm_channel = nn.LayerNorm(dim)
+        self.spatial_in = nn.Linear(dim, hidden, bias=False)
+        self.channel_in = nn.Linear(dim, hidden, bias=False)
+        self.channel_dw = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden, bias=False)
+        self.proj = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        gate = self.channel_dw(self.channel_in(self.norm_channel(x2)).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return self.proj(F.gelu(gate) * self.spatial_in(self.norm_spatial(x1))) + x1

@@ -1,0 +1,80 @@
+"""MPT network: parameter count, any-size input, gradients, registry, argument validation."""
+
+import pytest
+import torch
+
+from mpt_arch import MPT
+
+TINY = dict(dim=8, num_blocks=(2, 2, 2, 2), heads=(1, 1, 2, 2), scales=((0.5, 1), (0.5, 1), (0.5, 1), (1, 1)),
+            window_size=4)
+
+
+def test_paper_config_parameter_count():
+    n = sum(p.numel() for p in MPT().parameters())
+    assert abs(n - 19.80e6) / 19.80e6 < 0.005
+    assert n == 19_799_356  # the authors' parameterization (REFERENCE.md)
+
+
+def test_paper_config_forward_256():
+    model = MPT().eval()
+    x = torch.rand(1, 3, 256, 256)
+    with torch.inference_mode():
+        y = model(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize('shape', [(1, 1, 520, 696), (1, 3, 257, 263), (2, 3, 5, 3)])
+def test_any_size_returns_input_shape(shape):
+    model = MPT(in_chans=shape[1], **TINY).eval()
+    x = torch.rand(shape)
+    with torch.inference_mode():
+        y = model(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+
+
+def test_out_chans_differs():
+    model = MPT(in_chans=1, out_chans=3, **TINY)
+    assert model(torch.rand(1, 1, 24, 40)).shape == (1, 3, 24, 40)
+
+
+def test_gradients_reach_every_parameter():
+    model = MPT(in_chans=3, **TINY)
+    x = torch.rand(2, 3, 40, 36)
+    model(x).square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing
+    zero = [n for n, p in model.named_parameters() if p.grad.abs().sum() == 0]
+    assert not zero
+
+
+def test_registered_and_buildable_from_opt():
+    from basicsr.archs import build_network
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    assert ARCH_REGISTRY.get('MPT') is MPT
+    net = build_network({'type': 'MPT', 'in_chans': 1, **{k: list(v) if isinstance(v, tuple) else v
+                                                          for k, v in TINY.items()}})
+    assert isinstance(net, MPT)
+    assert net(torch.rand(1, 1, 16, 16)).shape == (1, 1, 16, 16)
+
+
+@pytest.mark.parametrize(
+    'kwargs, match',
+    [
+        (dict(scales=((0.3, 1), (0.5, 1), (0.5, 1), (1, 1))), '1/2'),
+        (dict(scales=((0.5,), (0.5, 1), (0.5, 1), (1, 1))), r'scales\[0\]'),
+        (dict(heads=(1, 3, 2, 2)), 'divisible'),
+        (dict(heads=(1, 1, 2)), 'heads'),
+        (dict(window_size=5), 'window_size'),
+    ],
+)
+def test_bad_arguments_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MPT(**{**TINY, **kwargs})
+
+
+def test_wrong_input_channels_raise():
+    with pytest.raises(ValueError, match='expects'):
+        MPT(in_chans=1, **TINY)(torch.rand(1, 3, 16, 16))
