@@ -1,8 +1,28 @@
 """Installs the MPT/EFCR BasicSR plugin (CVPR 2024 microscopy defocus deblurring)."""
 
+import os
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 PACKAGES = ('mpt_arch', 'mpt_losses', 'mpt_data', 'mpt_models', 'mpt_metrics', 'mpt_plugin')
+
+# Start-up hook that registers the plugin whenever `basicsr` is imported (see mpt_plugin/autoload.py).
+AUTOLOAD_PTH = 'mpt_basicsr_plugin.pth'
+AUTOLOAD_LINE = "import importlib.util; importlib.util.find_spec('mpt_plugin') and __import__('mpt_plugin.autoload')\n"
+
+
+class BuildPyWithAutoload(build_py):
+    """Also writes AUTOLOAD_PTH to the wheel root (site-packages), for regular and editable installs."""
+
+    def run(self):
+        super().run()
+        # an editable wheel is assembled from install_lib; a regular one from build_lib
+        target = self.get_finalized_command('install').install_lib if self.editable_mode else self.build_lib
+        os.makedirs(target, exist_ok=True)
+        with open(os.path.join(target, AUTOLOAD_PTH), 'w', encoding='utf-8') as handle:
+            handle.write(AUTOLOAD_LINE)
+
 
 setup(
     name='mpt-basicsr',
@@ -28,4 +48,7 @@ setup(
         'matplotlib',
     ],
     extras_require={'test': ['pytest', 'ruff']},
+    cmdclass={'build_py': BuildPyWithAutoload},
+    entry_points={'console_scripts': ['mpt-train = mpt_plugin.cli:train_main', 'mpt-test = mpt_plugin.cli:test_main',
+                                      'mpt-deblur = mpt_plugin.deblur:main']},
 )

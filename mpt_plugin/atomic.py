@@ -1,0 +1,57 @@
+"""Crash-safe ``torch.save``: a checkpoint is either complete under its final name or absent.
+
+The object is written to a hidden temporary file in the destination folder (``.<name>.<random>.partial``),
+flushed and ``fsync``-ed, then renamed over the destination with :func:`os.replace` (atomic on POSIX and
+Windows within one file system), and the folder entry is ``fsync``-ed. A crash at any point leaves at most a
+stray ``*.partial`` file, which BasicSR's ``--auto_resume`` never picks (it lists visible ``*.state`` files
+only) and which :func:`remove_stale_partials` can clean up.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+from typing import Any, List
+
+PARTIAL_SUFFIX = '.partial'
+
+
+def _fsync_dir(directory: str) -> None:
+    if os.name != 'posix':
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """``torch.save(obj, path)`` that never leaves a truncated ``path`` behind (see module docstring)."""
+    import torch
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix=PARTIAL_SUFFIX, dir=directory)
+    try:
+        with os.fdopen(fd, 'wb') as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.unlink(tmp_path)
+        raise
+    _fsync_dir(directory)
+
+
+def remove_stale_partials(directory: str) -> List[str]:
+    """Delete ``*.partial`` files left in ``directory`` by a crashed save; returns the removed paths."""
+    removed = sorted(glob.glob(os.path.join(glob.escape(directory), f'.*{PARTIAL_SUFFIX}')))
+    for path in removed:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:  # another rank removed it first
+            pass
+    return removed

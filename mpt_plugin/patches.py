@@ -1,0 +1,194 @@
+"""Small, documented run-time patches that make BasicSR 1.4.2 train on CPU and GPU, resume and save safely.
+
+Applied by the plugin's entry points (:mod:`mpt_plugin.cli`) and by the auto-load hook
+(:mod:`mpt_plugin.autoload`), so BasicSR's own ``train.py``/``test.py`` gain them too. Each patch replaces one
+function at the depth where the problem lives; nothing of ``train.py`` is copied. :func:`apply` is idempotent.
+
+=====================================================  ==================================================
+BasicSR 1.4.2 function                                  change
+=====================================================  ==================================================
+``utils.dist_util._init_dist_pytorch``                  without CUDA: backend ``gloo``, no ``set_device``
+``models.base_model.BaseModel.model_to_device``         on CPU: ``DistributedDataParallel(device_ids=None)``
+``BaseModel.save_network`` / ``save_training_state``   atomic write (:mod:`mpt_plugin.atomic`)
+``train.load_resume_state``                             CPU-safe, latest complete state (:mod:`.resume`)
+``utils.options.parse_options``                         accepts ``--local-rank``; site-packages root -> cwd;
+                                                        ``num_gpu`` > 0 without CUDA -> 0 (with a warning)
+=====================================================  ==================================================
+
+GPU runs are unchanged: NCCL, one device per rank (``rank % device_count``), ``device_ids=[current]``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from typing import Any, Dict, List
+
+_APPLIED = False
+
+
+# --- distributed ----------------------------------------------------------------------------------------------
+def _make_init_dist_pytorch(original):
+    def _init_dist_pytorch(backend: str = 'nccl', **kwargs: Any) -> None:
+        """BasicSR's pytorch launcher init; without CUDA uses gloo and skips ``torch.cuda.set_device``."""
+        import torch
+        import torch.distributed as dist
+
+        if 'RANK' not in os.environ:
+            raise RuntimeError('--launcher pytorch needs the RANK/WORLD_SIZE/MASTER_ADDR environment set by a launcher '
+                               '(e.g. torchrun --nproc_per_node=2 ...).')
+        if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+            return original(backend, **kwargs)
+        if backend == 'nccl':
+            backend = 'gloo'
+        dist.init_process_group(backend=backend, **kwargs)
+
+    _init_dist_pytorch._mpt_patched = True
+    return _init_dist_pytorch
+
+
+def _make_model_to_device(original):
+    def model_to_device(self, net):  # noqa: ANN001, ANN202 - BasicSR signature
+        """Like BasicSR's, but wraps CPU models in ``DistributedDataParallel(device_ids=None)``."""
+        if self.opt['dist'] and self.device.type == 'cpu':
+            from torch.nn.parallel import DistributedDataParallel
+
+            return DistributedDataParallel(net.to(self.device), device_ids=None,
+                                           find_unused_parameters=self.opt.get('find_unused_parameters', False))
+        return original(self, net)
+
+    model_to_device._mpt_patched = True
+    return model_to_device
+
+
+# --- atomic checkpoints ---------------------------------------------------------------------------------------
+def _save_with_retry(obj: Any, path: str, what: str) -> None:
+    """Atomically save ``obj``; like BasicSR, retry three times and then log instead of raising."""
+    from basicsr.utils import get_root_logger
+
+    from mpt_plugin import atomic
+
+    for remaining in (2, 1, 0):
+        try:
+            atomic.atomic_torch_save(obj, path)
+            return
+        except Exception as err:  # noqa: BLE001 - BasicSR's policy: a failed save must not stop training
+            get_root_logger().warning(f'Save {what} error: {err}, remaining retry times: {remaining}')
+            if remaining:
+                time.sleep(1)
+    get_root_logger().warning(f'Still cannot save {path}. Just ignore it.')
+
+
+def _bare_state_dict(model, net) -> Dict[str, Any]:  # noqa: ANN001
+    state_dict = model.get_bare_model(net).state_dict()
+    return {(k[7:] if k.startswith('module.') else k): v.cpu() for k, v in state_dict.items()}
+
+
+def save_network(self, net, net_label: str, current_iter, param_key='params') -> None:  # noqa: ANN001
+    """``BaseModel.save_network`` with an atomic write (same file name and content as BasicSR)."""
+    if current_iter == -1:
+        current_iter = 'latest'
+    save_path = os.path.join(self.opt['path']['models'], f'{net_label}_{current_iter}.pth')
+    nets: List = net if isinstance(net, list) else [net]
+    keys: List[str] = param_key if isinstance(param_key, list) else [param_key]
+    if len(nets) != len(keys):
+        raise ValueError(f'save_network: {len(nets)} networks but {len(keys)} param keys.')
+    _save_with_retry({k: _bare_state_dict(self, n) for n, k in zip(nets, keys)}, save_path, 'model')
+
+
+def save_training_state(self, epoch: int, current_iter: int) -> None:
+    """``BaseModel.save_training_state`` with an atomic write (same file name and content as BasicSR)."""
+    if current_iter == -1:
+        return
+    state = {'epoch': epoch, 'iter': current_iter,
+             'optimizers': [o.state_dict() for o in self.optimizers],
+             'schedulers': [s.state_dict() for s in self.schedulers]}
+    save_path = os.path.join(self.opt['path']['training_states'], f'{current_iter}.state')
+    _save_with_retry(state, save_path, 'training state')
+
+
+# --- options --------------------------------------------------------------------------------------------------
+def normalize_argv(argv: List[str]) -> List[str]:
+    """Rewrite ``--local-rank[=N]`` (``torch.distributed.launch`` style) to BasicSR's ``--local_rank``."""
+    out = []
+    for arg in argv:
+        if arg == '--local-rank':
+            arg = '--local_rank'
+        elif arg.startswith('--local-rank='):
+            arg = '--local_rank=' + arg.split('=', 1)[1]
+        out.append(arg)
+    return out
+
+
+def experiment_root(root_path: str) -> str:
+    """The folder for ``experiments/`` and ``results/``.
+
+    BasicSR roots them two folders above its ``train.py``; for an *installed* BasicSR that is
+    site-packages itself, so then the current directory is used instead. A BasicSR checkout is unchanged.
+    """
+    import basicsr
+
+    installed_root = os.path.dirname(os.path.dirname(os.path.abspath(basicsr.__file__)))
+    if (os.path.realpath(root_path) == os.path.realpath(installed_root)
+            and os.path.basename(installed_root) in ('site-packages', 'dist-packages')):
+        return os.getcwd()
+    return root_path
+
+
+def _patch_caller_resume(caller_globals: Dict[str, Any]) -> None:
+    """Swap the CUDA-only ``load_resume_state`` of the calling ``train.py`` (module or ``__main__``)."""
+    from mpt_plugin import resume
+
+    current = caller_globals.get('load_resume_state')
+    code = getattr(current, '__code__', None)
+    if code is not None and current is not resume.load_resume_state and \
+            os.path.basename(code.co_filename) == 'train.py' and 'basicsr' in code.co_filename:
+        caller_globals['load_resume_state'] = resume.load_resume_state
+
+
+def _make_parse_options(original):
+    def parse_options(root_path: str, is_train: bool = True):
+        """BasicSR's ``parse_options`` plus the changes listed in the module docstring."""
+        import torch
+
+        sys.argv[:] = normalize_argv(sys.argv)
+        caller = sys._getframe(1).f_globals
+        opt, args = original(experiment_root(root_path), is_train=is_train)
+        if opt.get('num_gpu') and not torch.cuda.is_available():
+            warnings.warn(f"num_gpu is {opt['num_gpu']} but CUDA is not available: running on the CPU (num_gpu: 0).",
+                          RuntimeWarning, stacklevel=2)
+            opt['num_gpu'] = 0
+        _patch_caller_resume(caller)
+        return opt, args
+
+    parse_options._mpt_patched = True
+    return parse_options
+
+
+def apply() -> None:
+    """Apply every patch once (imports BasicSR and torch)."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    import basicsr.test
+    import basicsr.train
+    from basicsr.models import base_model
+    from basicsr.utils import dist_util, options
+    from basicsr.utils.dist_util import master_only
+
+    import mpt_plugin.compat  # noqa: F401
+    from mpt_plugin import resume
+
+    dist_util._init_dist_pytorch = _make_init_dist_pytorch(dist_util._init_dist_pytorch)
+    model_cls = base_model.BaseModel
+    model_cls.model_to_device = _make_model_to_device(model_cls.model_to_device)
+    model_cls.save_network = master_only(save_network)
+    model_cls.save_training_state = master_only(save_training_state)
+    wrapped = _make_parse_options(options.parse_options)
+    for module in (options, basicsr.train, basicsr.test):
+        module.parse_options = wrapped
+    basicsr.train.load_resume_state = resume.load_resume_state
+    _APPLIED = True
+

@@ -1,0 +1,100 @@
+"""Resuming BasicSR training on CPU or GPU from the latest *complete* training state.
+
+Replaces ``basicsr.train.load_resume_state`` (see :mod:`mpt_plugin.patches`), which in BasicSR 1.4.2
+calls ``torch.cuda.current_device()`` (fails without a GPU) and, with ``--auto_resume``, looks for states
+under ``./experiments`` relative to the *current directory* rather than the run's own ``training_states``
+folder. Here:
+
+* states are looked up in ``opt['path']['training_states']`` (where they were saved);
+* candidates are tried newest first; a state that does not load, or whose network checkpoints
+  (``net_<name>_<iter>.pth``) are missing, is skipped with a warning, so auto-resume picks the latest
+  complete state even after a crash of an older, non-atomic writer;
+* tensors are mapped to the current CUDA device when the run uses a GPU, to the CPU otherwise;
+* loading uses ``torch.load(..., weights_only=True)`` (training states hold only tensors and plain values).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from typing import Any, Dict, List, Optional
+
+from mpt_plugin.atomic import remove_stale_partials
+
+_STATE_NAME = re.compile(r'^(\d+)\.state$')
+
+
+def list_states(states_dir: str) -> List[int]:
+    """Iterations of the ``<iter>.state`` files in ``states_dir``, newest first (hidden/partial files ignored)."""
+    if not os.path.isdir(states_dir):
+        return []
+    iters = [int(m.group(1)) for m in map(_STATE_NAME.match, os.listdir(states_dir)) if m]
+    return sorted(iters, reverse=True)
+
+
+def _network_files(opt: Dict[str, Any], resume_iter: int) -> List[str]:
+    """Network checkpoints that BasicSR's ``check_resume`` will load for ``resume_iter``."""
+    ignored = opt['path'].get('ignore_resume_networks') or []
+    files = []
+    for key in opt:
+        if key.startswith('network_') and key not in ignored:
+            files.append(os.path.join(opt['path']['models'], f"net_{key[len('network_'):]}_{resume_iter}.pth"))
+    return files
+
+
+def map_location(opt: Dict[str, Any]):
+    """Where resumed tensors go: the current CUDA device for GPU runs, the CPU otherwise."""
+    import torch
+
+    if opt.get('num_gpu', 0) != 0 and torch.cuda.is_available():
+        return torch.device('cuda', torch.cuda.current_device())
+    return torch.device('cpu')
+
+
+def load_state_file(path: str, opt: Dict[str, Any]) -> Dict[str, Any]:
+    """Load one training state onto the run's device."""
+    import torch
+
+    return torch.load(path, map_location=map_location(opt), weights_only=True)
+
+
+def find_latest_complete_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """Newest loadable state in the run's ``training_states`` whose network checkpoints exist, or None."""
+    states_dir = opt['path']['training_states']
+    if os.path.isdir(states_dir):
+        remove_stale_partials(states_dir)
+    for resume_iter in list_states(states_dir):
+        path = os.path.join(states_dir, f'{resume_iter}.state')
+        missing = [f for f in _network_files(opt, resume_iter) if not os.path.isfile(f)]
+        if missing:
+            warnings.warn(f'Skipping training state {path}: network checkpoint(s) missing: {missing}',
+                          RuntimeWarning, stacklevel=2)
+            continue
+        try:
+            state = load_state_file(path, opt)
+        except Exception as err:  # noqa: BLE001 - a damaged file is skipped, an older one is used
+            warnings.warn(f'Skipping unreadable training state {path}: {type(err).__name__}: {err}', RuntimeWarning,
+                          stacklevel=2)
+            continue
+        opt['path']['resume_state'] = path
+        return state
+    return None
+
+
+def load_resume_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """Drop-in replacement for ``basicsr.train.load_resume_state`` (same options, same return value)."""
+    from basicsr.utils import check_resume
+
+    if opt['auto_resume']:
+        state = find_latest_complete_state(opt)
+    elif opt['path'].get('resume_state'):
+        path = opt['path']['resume_state']
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'path.resume_state {path!r} does not exist.')
+        state = load_state_file(path, opt)
+    else:
+        state = None
+    if state is not None:
+        check_resume(opt, state['iter'])
+    return state
