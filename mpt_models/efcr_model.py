@@ -1,0 +1,167 @@
+"""BasicSR model that trains any registered network with L1 + EFCR (paper Sec. 3.2, Eq. 7).
+
+YAML (``model_type: EFCRModel``)::
+
+    train:
+      pixel_opt: {type: L1Loss, loss_weight: 1.0}
+      efcr_opt: {type: EFCRLoss, loss_weight: 1.0e-5}   # omit for plain SRModel training
+      efcr_mode: basic          # basic | basic_v1 | extra_labeled | extra_labeled_v1 | extra_unlabeled
+      efcr_reblur: {kernel_sizes: [3, 5, 7], sigma: 10}  # optional; 'seed' makes the draws reproducible
+      optim_g: {type: AdamW, lr: 1.0e-4, betas: [0.9, 0.999], weight_decay: 1.0e-4}
+
+Modes (``I``: the training pair, ``I'``: the extra pair from the batch keys ``extra_lq``/``extra_gt``,
+``net``: the trained network; every forward pass below is in the autograd graph):
+
+=================  ==========================================  =========================  ==================
+mode               L+ / L- on                                  extended pair (B_in,B_out) Lext normaliser
+=================  ==========================================  =========================  ==================
+basic              out=net(lq), gt, lq (Eqs. 4, 5)             reblur(lq), net(B_in)      lq (Eq. 6)
+basic_v1           out, gt, lq (Table 5 V1)                    --                         --
+extra_labeled      net(extra_lq), extra_gt, extra_lq (8, 9)    reblur(extra_lq), net(.)   extra_lq (Eq. 10)
+extra_labeled_v1   net(extra_lq), extra_gt, extra_lq (V_ex1)   --                         --
+extra_unlabeled    out, gt, lq (Eqs. 4, 5)                     reblur(extra_lq), net(.)   extra_lq (Eq. 10)
+=================  ==========================================  =========================  ==================
+
+The value is ``beta * mean_i L+_i / (L-_i + Lext_i)`` (Eq. 7) added to the pixel loss on the training pair.
+In the ``extra_labeled*`` modes the positive term uses the high bands only (Eq. 8) unless ``efcr_opt`` sets
+``positive_bands`` itself, and the contrastive term is EFCR_ex alone: Sec. 3.2 says the objective "follows a
+similar pattern with Eq. (7), where the supervised training on the testing dataset (L1) proceeds
+simultaneously with EFCR_ex (L_CR)", and names EFCR_ex's components as {L+', L-', Lext'} (and
+{L+, L-, Lext'} for unlabeled extra data), i.e. L_CR is replaced, not extended, by the extra-data terms.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Dict, NamedTuple, Optional, Tuple
+
+import torch
+from basicsr.losses import build_loss
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from mpt_losses.reblur import DEFAULT_KERNEL_SIZES, DEFAULT_SIGMA, random_gaussian_reblur
+
+from .optimizers import TorchOptimizerMixin
+
+__all__ = ['EFCR_MODES', 'EFCRMode', 'EFCRModel']
+
+
+class EFCRMode(NamedTuple):
+    """Where each EFCR term comes from (see the module table)."""
+
+    contrast_pair: str  # 'train': (net(lq), gt, lq); 'extra': (net(extra_lq), extra_gt, extra_lq)
+    reblur_source: Optional[str]  # batch key re-blurred for the extended term; None: no extended term
+    positive_bands: str  # default of EFCRLoss.positive_bands for this mode
+    batch_keys: Tuple[str, ...]  # extra batch keys the mode needs
+
+
+EFCR_MODES: Dict[str, EFCRMode] = {
+    'basic': EFCRMode('train', 'lq', 'all', ()),
+    'basic_v1': EFCRMode('train', None, 'all', ()),
+    'extra_labeled': EFCRMode('extra', 'extra_lq', 'high', ('extra_lq', 'extra_gt')),
+    'extra_labeled_v1': EFCRMode('extra', None, 'high', ('extra_lq', 'extra_gt')),
+    'extra_unlabeled': EFCRMode('train', 'extra_lq', 'all', ('extra_lq',)),
+}
+_EXTRA_KEYS = ('extra_lq', 'extra_gt')
+
+
+@MODEL_REGISTRY.register()
+class EFCRModel(TorchOptimizerMixin, SRModel):
+    """SRModel + EFCR regularizer (Eq. 7) + any ``torch.optim`` optimizer (AdamW for the paper)."""
+
+    def init_training_settings(self) -> None:
+        train_opt = self.opt['train']
+        efcr_opt = train_opt.get('efcr_opt')
+        mode_name = train_opt.get('efcr_mode', 'basic' if efcr_opt else None)
+        if mode_name is not None and mode_name not in EFCR_MODES:
+            raise ValueError(f'Unknown train.efcr_mode {mode_name!r}; choose one of {", ".join(EFCR_MODES)}')
+        super().init_training_settings()
+
+        self.cri_efcr = None
+        self.efcr_mode: Optional[EFCRMode] = None
+        self.efcr_mode_name: Optional[str] = None
+        if not efcr_opt:
+            if mode_name is not None:
+                get_root_logger().warning(f'train.efcr_mode {mode_name!r} is ignored: no train.efcr_opt, '
+                                          'so training uses the pixel loss only.')
+            return
+        self.efcr_mode_name = mode_name
+        self.efcr_mode = EFCR_MODES[mode_name]
+        efcr_opt = dict(efcr_opt)
+        efcr_opt.setdefault('positive_bands', self.efcr_mode.positive_bands)
+        self.cri_efcr = build_loss(efcr_opt).to(self.device)
+
+        reblur_opt = dict(train_opt.get('efcr_reblur') or {})
+        unknown = set(reblur_opt) - {'kernel_sizes', 'sigma', 'seed'}
+        if unknown:
+            raise ValueError(f'train.efcr_reblur has unknown key(s) {sorted(unknown)}; '
+                             'allowed: kernel_sizes, sigma, seed')
+        self.reblur_kernel_sizes = tuple(reblur_opt.get('kernel_sizes', DEFAULT_KERNEL_SIZES))
+        self.reblur_sigma = float(reblur_opt.get('sigma', DEFAULT_SIGMA))
+        self.reblur_generator = None
+        if reblur_opt.get('seed') is not None:
+            self.reblur_generator = torch.Generator().manual_seed(int(reblur_opt['seed']))
+        get_root_logger().info(f'EFCR mode {mode_name!r}: {self.cri_efcr}, re-blur kernel sizes '
+                               f'{self.reblur_kernel_sizes}, sigma {self.reblur_sigma}')
+
+    def feed_data(self, data: dict) -> None:
+        """SRModel's ``lq``/``gt`` plus the optional ``extra_lq``/``extra_gt`` of an attached extra dataset."""
+        super().feed_data(data)
+        for key in _EXTRA_KEYS:
+            setattr(self, key, data[key].to(self.device) if key in data else None)
+
+    def reblur(self, x: torch.Tensor) -> torch.Tensor:
+        """Random Gaussian re-blur B_in of Eqs. 6 / 10."""
+        return random_gaussian_reblur(x, self.reblur_kernel_sizes, self.reblur_sigma, self.reblur_generator)
+
+    def compute_efcr(self) -> torch.Tensor:
+        """EFCR term of the current batch for ``self.efcr_mode`` (runs the extra network forward passes)."""
+        mode = self.efcr_mode
+        missing = [key for key in mode.batch_keys if getattr(self, key, None) is None]
+        if missing:
+            raise ValueError(f'train.efcr_mode {self.efcr_mode_name!r} needs the batch key(s) {", ".join(missing)}, '
+                             'which the training batch lacks: attach an extra dataset with '
+                             'datasets.train.extra_dataset (labeled for extra_labeled*, any for extra_unlabeled)')
+        if mode.contrast_pair == 'extra':
+            output, gt, lq = self.net_g(self.extra_lq), self.extra_gt, self.extra_lq
+        else:
+            output, gt, lq = self.output, self.gt, self.lq
+        if mode.reblur_source is None:
+            return self.cri_efcr(output, gt, lq)
+        source = getattr(self, mode.reblur_source)
+        reblur_in = self.reblur(source)
+        reblur_out = self.net_g(reblur_in)
+        return self.cri_efcr(output, gt, lq, reblur_out=reblur_out, reblur_in=reblur_in, reblur_source=source)
+
+    def optimize_parameters(self, current_iter: int) -> None:
+        if self.cri_efcr is None:
+            super().optimize_parameters(current_iter)
+            return
+        self.optimizer_g.zero_grad()
+        self.output = self.net_g(self.lq)
+
+        l_total = 0
+        loss_dict = OrderedDict()
+        if self.cri_pix:
+            l_pix = self.cri_pix(self.output, self.gt)
+            l_total += l_pix
+            loss_dict['l_pix'] = l_pix
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            if l_percep is not None:
+                l_total += l_percep
+                loss_dict['l_percep'] = l_percep
+            if l_style is not None:
+                l_total += l_style
+                loss_dict['l_style'] = l_style
+        l_total += self.compute_efcr()
+        loss_dict.update(self.cri_efcr.last_terms)  # l_pos, l_neg, (l_ext), l_efcr
+
+        l_total.backward()
+        self.optimizer_g.step()
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
