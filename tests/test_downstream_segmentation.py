@@ -70,3 +70,50 @@ def test_bad_values_raise():
         _scores([[1, 0]], [[0, 0, 0]])
     with pytest.raises(ValueError, match='255'):
         _scores([[255, 0]], [[0, 0]], ignore_index=None)
+
+
+def _load_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / 'scripts' / 'eval_segmentation.py'
+    spec = importlib.util.spec_from_file_location('eval_segmentation', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_table7_script_end_to_end(tmp_path):
+    import cv2
+
+    gt_a = np.array([[0, 0, 1, 1], [2, 2, 255, 255]], np.uint8)
+    gt_b = np.array([[1, 1, 1, 1], [0, 0, 0, 0]], np.uint8)
+    folders = {name: tmp_path / name for name in ('gt', 'ins_blur', 'ins_mpt', 'ana_blur', 'sharp')}
+    for folder in folders.values():
+        (folder / 'Video01').mkdir(parents=True)
+    for stem, gt in (('Video01_frame000010', gt_a), ('Video01_frame000020', gt_b)):
+        cv2.imwrite(str(folders['gt'] / 'Video01' / f'{stem}.png'), gt)
+        cv2.imwrite(str(folders['sharp'] / 'Video01' / f'{stem}.png'), np.where(gt == 255, 0, gt))
+        cv2.imwrite(str(folders['ins_mpt'] / 'Video01' / f'{stem}_MPT.png'), np.where(gt == 255, 1, gt))
+        cv2.imwrite(str(folders['ana_blur'] / 'Video01' / f'{stem}.png'), np.zeros_like(gt))
+    # Blurry-instrument prediction of frame 10 only: one class-2 pixel wrong (predicted 0).
+    cv2.imwrite(str(folders['ins_blur'] / 'Video01' / 'Video01_frame000010.png'),
+                np.array([[0, 0, 1, 1], [0, 2, 0, 0]], np.uint8))
+    script = _load_script()
+    out = tmp_path / 'table7'
+    assert script.main(['--gt', str(folders['gt']), '--num-classes', '3',
+                        '--pred', f"ins:blur={folders['ins_blur']}", '--pred', f"ins:deblurred={folders['ins_mpt']}",
+                        '--pred', f"ana:blur={folders['ana_blur']}", '--pred', f"sharp={folders['sharp']}",
+                        '--out', str(out)]) == 0
+    lines = out.with_suffix('.md').read_text().splitlines()
+    assert lines[0] == '| Method | mIoU_ins | PA_ins | mIoU_ana | PA_ana |'
+    rows = {line.split('|')[1].strip(): [c.strip() for c in line.split('|')[2:-1]] for line in lines[2:]}
+    assert list(rows) == ['blur', 'deblurred', 'sharp']
+    # ins blur: class 0 TP 2 FP 1 -> 2/3, class 1 1.0, class 2 TP 1 FN 1 -> 1/2; PA 5/6.
+    assert rows['blur'][:2] == [f'{(2 / 3 + 1 + 1 / 2) / 3:.4f}', f'{5 / 6:.4f}']
+    # ana blur: everything predicted 0 over 14 scored pixels, 6 of them class 0: IoU_0 = 6/14, others 0.
+    assert rows['blur'][2:] == [f'{(6 / 14) / 3:.4f}', f'{6 / 14:.4f}']
+    assert rows['deblurred'] == ['1.0000', '1.0000', 'n/a', 'n/a']  # _MPT suffix matched; ignored pixels unscored
+    assert rows['sharp'] == ['1.0000'] * 4
+    with pytest.raises(KeyError, match='no ground-truth'):
+        script.main(['--gt', str(folders['ins_blur']), '--pred', f"sharp={folders['sharp']}"])
