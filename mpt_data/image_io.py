@@ -1,0 +1,192 @@
+"""Reading, validating and normalising images for every dataset of this package.
+
+One place decides how bytes become a float ``H x W x C`` array in [0, 1] (RGB channel order):
+
+* bytes come from BasicSR's :class:`~basicsr.utils.FileClient` (``disk`` or ``lmdb`` backends);
+* TIFF files are decoded with ``tifffile`` (lossless, keeps 16 bit); everything else (PNG/JPEG, and the PNG values
+  that :func:`basicsr.utils.lmdb_util.make_lmdb_from_imgs` stores) with BasicSR's ``imfrombytes(flag='unchanged')``,
+  which keeps 16-bit PNGs 16 bit;
+* integer images are divided by their dtype's maximum (8 bit: 255, 16 bit: 65535), see :func:`to_float`.
+
+Every failure raises :class:`ImageReadError` naming the file (unreadable/truncated data, wrong channel count,
+unsupported dtype, size mismatch inside a pair, flat images under a data-dependent normalisation).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+from basicsr.utils import FileClient, imfrombytes
+
+TIFF_EXTENSIONS = ('.tif', '.tiff')
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.PNG', '.JPG', '.JPEG', '.BMP', '.TIF', '.TIFF')
+
+
+class ImageReadError(ValueError):
+    """An image could not be used; the message names the file and the reason."""
+
+
+def is_image_file(name: str) -> bool:
+    """True when ``name`` has an image extension this package decodes."""
+    return name.endswith(IMAGE_EXTENSIONS)
+
+
+def decode_image(content: Optional[bytes], path: str, tiff: Optional[bool] = None) -> np.ndarray:
+    """Decode encoded image bytes into an ``H x W x C`` array in RGB order, keeping the stored dtype.
+
+    ``path`` names the image in errors and, unless ``tiff`` is given, picks the decoder by its extension.
+    """
+    if content is None or len(content) == 0:
+        raise ImageReadError(f'No data for image {path!r} (missing file or LMDB key).')
+    if tiff is None:
+        tiff = path.lower().endswith(TIFF_EXTENSIONS)
+    if tiff:
+        import tifffile
+
+        try:
+            img = tifffile.imread(io.BytesIO(content))
+        except Exception as err:  # tifffile raises many types for damaged files
+            raise ImageReadError(f'Cannot decode TIFF {path!r} (unreadable or truncated): {err}') from err
+        img = np.asarray(img)
+        if img.ndim == 3 and img.shape[0] in (1, 3, 4) and img.shape[-1] not in (1, 3, 4):
+            img = np.moveaxis(img, 0, -1)  # planar (C, H, W) TIFF
+        bgr = False
+    else:
+        img = imfrombytes(content, flag='unchanged', float32=False)
+        if img is None:
+            raise ImageReadError(f'Cannot decode image {path!r} (unreadable or truncated).')
+        bgr = True
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3:
+        raise ImageReadError(f'Image {path!r} has unsupported shape {img.shape} (expected H x W or H x W x C).')
+    if bgr and img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    elif bgr and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+    return img
+
+
+def match_channels(img: np.ndarray, in_chans: int, path: str, to_gray: bool = False) -> np.ndarray:
+    """Check that ``img`` has ``in_chans`` channels; with ``to_gray`` RGB images become one channel.
+
+    ``to_gray`` is the paper's conversion of LFDOF to one channel for EFCR_ex on BBBC006 (Supp. Sec. 6).
+    """
+    channels = img.shape[2]
+    if to_gray and in_chans == 1 and channels == 3:
+        gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        return gray[:, :, None]
+    if channels != in_chans:
+        hint = ' (set to_gray: true to convert RGB to one channel)' if in_chans == 1 and channels == 3 else ''
+        raise ImageReadError(f'Image {path!r} has {channels} channel(s) but the dataset option in_chans is '
+                             f'{in_chans}{hint}.')
+    return img
+
+
+def to_float(img: np.ndarray, path: str) -> np.ndarray:
+    """Integer image -> float32 in [0, 1], dividing by the dtype's maximum (8 bit: 255, 16 bit: 65535).
+
+    Dividing by a constant keeps intensities physically linear and identical for both images of a pair.
+    """
+    if img.dtype == np.uint8 or img.dtype == np.uint16:
+        return img.astype(np.float32) / float(np.iinfo(img.dtype).max)
+    raise ImageReadError(f'Image {path!r} has dtype {img.dtype}; only 8- and 16-bit unsigned images are supported.')
+
+
+def check_same_size(img_a: np.ndarray, path_a: str, img_b: np.ndarray, path_b: str) -> None:
+    """Raise when two images of a pair differ in height or width."""
+    if img_a.shape[:2] != img_b.shape[:2]:
+        raise ImageReadError(f'Pair size mismatch: {path_a!r} is {img_a.shape[1]}x{img_a.shape[0]} but {path_b!r} '
+                             f'is {img_b.shape[1]}x{img_b.shape[0]} (W x H).')
+
+
+def percentile_range(img: np.ndarray, percentiles: Sequence[float], path: str) -> Tuple[float, float]:
+    """Low/high intensity at the given percentiles; raises for flat images (their range would divide by zero)."""
+    low, high = (float(v) for v in np.percentile(img, [percentiles[0], percentiles[1]]))
+    if not high > low:
+        raise ImageReadError(f'Image {path!r} is flat between the {percentiles[0]}th and {percentiles[1]}th '
+                             f'percentiles (value {low}); percentile normalisation would divide by zero.')
+    return low, high
+
+
+class ImageLoader:
+    """Reads images through BasicSR's FileClient and returns validated float arrays.
+
+    Args:
+        io_backend: BasicSR ``io_backend`` option, e.g. ``{'type': 'disk'}`` or ``{'type': 'lmdb'}``.
+        lmdb_roots: for the lmdb backend, ``{client_key: lmdb_folder}``; the ``path`` given to :meth:`read` is then
+            the LMDB key (BasicSR convention: the file name without extension).
+        in_chans: expected channel count (1 grayscale, 3 RGB).
+        to_gray: convert RGB images to one channel when ``in_chans`` is 1.
+    """
+
+    def __init__(self, io_backend: dict, lmdb_roots: Optional[dict] = None, in_chans: int = 3,
+                 to_gray: bool = False) -> None:
+        self.io_opt = dict(io_backend)
+        self.backend = self.io_opt.pop('type')
+        if self.backend not in ('disk', 'lmdb'):
+            raise ValueError(f'io_backend type {self.backend!r} is not supported (use disk or lmdb).')
+        if self.backend == 'lmdb':
+            if not lmdb_roots:
+                raise ValueError('io_backend lmdb needs LMDB folders.')
+            for root in lmdb_roots.values():
+                if not str(root).endswith('.lmdb') or not os.path.isfile(os.path.join(root, 'meta_info.txt')):
+                    raise ValueError(f'{root!r} is not an LMDB made by make_lmdb.py (needs a .lmdb folder with '
+                                     'meta_info.txt).')
+        self.lmdb_roots = dict(lmdb_roots or {})
+        self.in_chans = int(in_chans)
+        self.to_gray = bool(to_gray)
+        self._client = None  # created lazily so that each DataLoader worker opens its own handles
+
+    @property
+    def is_lmdb(self) -> bool:
+        return self.backend == 'lmdb'
+
+    def _file_client(self) -> FileClient:
+        if self._client is None:
+            if self.is_lmdb:
+                self._client = FileClient('lmdb', db_paths=list(self.lmdb_roots.values()),
+                                          client_keys=list(self.lmdb_roots.keys()), **self.io_opt)
+            else:
+                self._client = FileClient('disk', **self.io_opt)
+        return self._client
+
+    def read_raw(self, path: str, client_key: str = 'default') -> np.ndarray:
+        """Decoded image in its stored dtype (H x W x C, RGB), channel-checked."""
+        if self.is_lmdb:
+            content = self._file_client().get(path, client_key)
+            name = f'{self.lmdb_roots[client_key]}[{path}]'
+            img = decode_image(content, name, tiff=False)  # make_lmdb_from_imgs stores PNG
+        else:
+            try:
+                content = self._file_client().get(path)
+            except OSError as err:
+                raise ImageReadError(f'Cannot read image file {path!r}: {err}') from err
+            name = path
+            img = decode_image(content, name)
+        return match_channels(img, self.in_chans, name, self.to_gray)
+
+    def read(self, path: str, client_key: str = 'default') -> np.ndarray:
+        """Image as float32 ``H x W x C`` in [0, 1] (divided by the dtype's maximum)."""
+        return to_float(self.read_raw(path, client_key), path)
+
+
+def read_lmdb_keys(lmdb_root: str) -> list:
+    """Keys of an LMDB made by make_lmdb_from_imgs (first token of each meta_info.txt line, minus '.png')."""
+    meta = os.path.join(lmdb_root, 'meta_info.txt')
+    if not os.path.isfile(meta):
+        raise ValueError(f'LMDB folder {lmdb_root!r} has no meta_info.txt.')
+    keys = []
+    with open(meta) as fin:
+        for line in fin:
+            line = line.strip()
+            if line:
+                name = line.split(' ')[0]
+                keys.append(name[:-4] if name.endswith('.png') else os.path.splitext(name)[0])
+    if not keys:
+        raise ValueError(f'LMDB {lmdb_root!r} is empty (meta_info.txt lists no image).')
+    return keys
