@@ -150,3 +150,21 @@ def test_rgb_swinir_and_custom_reblur_sizes():
                   efcr_reblur={'kernel_sizes': [5], 'sigma': 2.0})
     assert model.reblur_kernel_sizes == (5,) and model.reblur_sigma == 2.0
     assert len(count_forwards(model, make_batch(channels=3))) == 2
+
+
+TINY_MPT = {'type': 'MPT', 'in_chans': 1, 'dim': 8, 'num_blocks': [2, 2, 2, 2], 'heads': [1, 1, 2, 2],
+            'scales': [[0.5, 1], [0.5, 1], [0.5, 1], [1, 1]], 'window_size': 4}
+
+
+def test_mpt_extra_labeled_step_trains_through_every_forward():
+    import mpt_arch  # noqa: F401  (registers MPT)
+
+    model = build(network=TINY_MPT, efcr_opt={'type': 'EFCRLoss', 'loss_weight': 1.0}, efcr_mode='extra_labeled',
+                  optim={'type': 'AdamW', 'lr': 1e-3, 'betas': [0.9, 0.999], 'weight_decay': 1e-4})
+    assert type(model.net_g).__name__ == 'MPT'
+    before = [p.detach().clone() for p in model.net_g.parameters()]
+    outputs = count_forwards(model, make_batch(n=1))
+    assert len(outputs) == 3  # net(lq), net(extra_lq), net(reblur(extra_lq))
+    assert all(out.grad is not None and out.grad.abs().sum() > 0 for out in outputs)
+    assert {'l_pix', 'l_pos', 'l_neg', 'l_ext', 'l_efcr'} == set(model.log_dict)
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.net_g.parameters()))
