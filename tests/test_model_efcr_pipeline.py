@@ -1,6 +1,5 @@
 """End-to-end: BasicSR's ``train_pipeline`` with ``model_type: EFCRModel`` for every EFCR mode (tiny data)."""
 
-import copy
 import glob
 import logging
 import sys
@@ -9,45 +8,15 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.train import train_pipeline
-from basicsr.utils.registry import DATASET_REGISTRY
-from torch.utils import data
 
+import mpt_data  # noqa: F401  (registers PairedDefocusDataset, UnlabeledDefocusDataset)
 import mpt_losses  # noqa: F401  (registers EFCRLoss)
 import mpt_models  # noqa: F401  (registers EFCRModel)
 from mpt_models.efcr_model import EFCR_MODES
 
 TINY_SWINIR = {'type': 'SwinIR', 'img_size': 16, 'embed_dim': 12, 'depths': [1], 'num_heads': [1],
-               'window_size': 4, 'mlp_ratio': 2, 'upscale': 1, 'upsampler': '', 'in_chans': 3}
-
-
-class EFCRTestPairsWithExtra(data.Dataset):
-    """Test-only stand-in for an ``extra_dataset``: BasicSR pairs plus ``extra_*`` keys from a second folder."""
-
-    def __init__(self, opt):
-        main_opt = {k: v for k, v in opt.items() if k not in ('extra', 'type')}
-        self.main = PairedImageDataset(main_opt)
-        self.extra, self.extra_labeled = None, False
-        if opt.get('extra'):
-            extra_opt = copy.deepcopy({**main_opt, **opt['extra']})
-            self.extra_labeled = extra_opt.pop('labeled')
-            self.extra = PairedImageDataset(extra_opt)
-
-    def __len__(self):
-        return len(self.main)
-
-    def __getitem__(self, index):
-        sample = self.main[index]
-        if self.extra is not None:
-            extra = self.extra[index % len(self.extra)]
-            keys = ('lq', 'lq_path', 'gt', 'gt_path') if self.extra_labeled else ('lq', 'lq_path')
-            sample.update({f'extra_{key}': extra[key] for key in keys})
-        return sample
-
-
-if 'EFCRTestPairsWithExtra' not in DATASET_REGISTRY:
-    DATASET_REGISTRY.register(EFCRTestPairsWithExtra)
+               'window_size': 4, 'mlp_ratio': 2, 'upscale': 1, 'upsampler': '', 'in_chans': 1}
 
 
 def _write_pairs(root, count=4, size=20, seed=0):
@@ -55,7 +24,7 @@ def _write_pairs(root, count=4, size=20, seed=0):
     for sub in ('gt', 'lq'):
         (root / sub).mkdir(parents=True)
     for i in range(count):
-        gt = (rng.random((size, size, 3)) * 255).astype(np.uint8)
+        gt = (rng.random((size, size)) * 255).astype(np.uint8)
         lq = cv2.GaussianBlur(gt, (5, 5), 1.5)
         cv2.imwrite(str(root / 'gt' / f'{i:03d}.png'), gt)
         cv2.imwrite(str(root / 'lq' / f'{i:03d}.png'), lq)
@@ -82,12 +51,15 @@ def fresh_basicsr_logger(monkeypatch):
 
 def _run(tmp_path, monkeypatch, name, train, network=None, extra=None, val=False):
     main = _write_pairs(tmp_path / 'train')
-    dataset = {'name': 'tiny', 'type': 'EFCRTestPairsWithExtra', **main, 'io_backend': {'type': 'disk'},
-               'gt_size': 16, 'use_hflip': True, 'use_rot': True, 'use_shuffle': True, 'num_worker_per_gpu': 0,
-               'batch_size_per_gpu': 2, 'dataset_enlarge_ratio': 1, 'prefetch_mode': None}
-    if extra is not None:
+    dataset = {'name': 'tiny', 'type': 'PairedDefocusDataset', **main, 'in_chans': 1, 'io_backend': {'type': 'disk'},
+               'gt_size': 16, 'use_shuffle': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': 2,
+               'dataset_enlarge_ratio': 1, 'prefetch_mode': None}
+    if extra is not None:  # the contract's extra_dataset: every sample also carries extra_lq (+ extra_gt)
         paths = _write_pairs(tmp_path / 'extra', count=3, size=24, seed=1)
-        dataset['extra'] = {**paths, 'labeled': extra == 'labeled', 'phase': 'train', 'scale': 1}
+        if extra == 'labeled':
+            dataset['extra_dataset'] = {'type': 'PairedDefocusDataset', **paths}
+        else:
+            dataset['extra_dataset'] = {'type': 'UnlabeledDefocusDataset', 'dataroot_lq': paths['dataroot_lq']}
     opt = {
         'name': name, 'model_type': 'EFCRModel', 'scale': 1, 'num_gpu': 0, 'manual_seed': 0,
         'datasets': {'train': dataset},
@@ -100,7 +72,7 @@ def _run(tmp_path, monkeypatch, name, train, network=None, extra=None, val=False
     }
     if val:
         val_pairs = _write_pairs(tmp_path / 'val', count=1, size=16, seed=2)
-        opt['datasets']['val'] = {'name': 'tiny_val', 'type': 'PairedImageDataset', **val_pairs,
+        opt['datasets']['val'] = {'name': 'tiny_val', 'type': 'PairedDefocusDataset', **val_pairs, 'in_chans': 1,
                                   'io_backend': {'type': 'disk'}}
         opt['val'] = {'val_freq': 2, 'save_img': False,
                       'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False}}}
@@ -140,7 +112,7 @@ def test_train_pipeline_without_efcr_is_plain_training(tmp_path, monkeypatch, fr
 def test_train_pipeline_with_mpt(tmp_path, monkeypatch, fresh_basicsr_logger):
     import mpt_arch  # noqa: F401  (registers MPT)
 
-    mpt = {'type': 'MPT', 'in_chans': 3, 'dim': 8, 'num_blocks': [2, 2, 2, 2], 'heads': [1, 1, 2, 2],
+    mpt = {'type': 'MPT', 'in_chans': 1, 'dim': 8, 'num_blocks': [2, 2, 2, 2], 'heads': [1, 1, 2, 2],
            'scales': [[0.5, 1], [0.5, 1], [0.5, 1], [1, 1]], 'window_size': 4}
     text = _run(tmp_path, monkeypatch, 'efcr_mpt', {'efcr_opt': {'type': 'EFCRLoss'}, 'efcr_mode': 'basic',
                                                    'total_iter': 2}, network=mpt)
