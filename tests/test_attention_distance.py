@@ -65,7 +65,7 @@ def _brute_force_uniform(map_size, ratio, window):
 
 @pytest.mark.parametrize('scale', [1.0, 0.5])
 def test_cswa_hook_on_uniform_attention_matches_brute_force(scale):
-    cswa_module = pytest.importorskip('mpt_arch.cswa')
+    from mpt_arch import cswa as cswa_module
     layer = cswa_module.CrossScaleWindowAttention(dim=4, heads=1, scale=scale, window_size=4, shifted=False)
     with torch.no_grad():
         layer.q.weight.zero_()  # zero queries and zero bias: softmax of constant logits = uniform weights
@@ -82,7 +82,6 @@ def _tiny_mpt_yaml(path):
 
 
 def test_script_end_to_end_on_tiny_mpt(tmp_path):
-    pytest.importorskip('mpt_arch')
     rng = np.random.default_rng(0)
     for name in ('cells', 'scenes'):
         (tmp_path / name).mkdir()

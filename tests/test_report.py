@@ -92,7 +92,6 @@ val:
 
 
 def test_report_runs_basicsr_test_options_end_to_end(tmp_path):
-    pytest.importorskip('mpt_arch')
     _tiny_setup(tmp_path)
     report = _script()
     out = tmp_path / 'report'
