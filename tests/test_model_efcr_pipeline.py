@@ -3,17 +3,22 @@
 import glob
 import logging
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import tifffile
 import yaml
 from basicsr.train import train_pipeline
 
 import mpt_data  # noqa: F401  (registers PairedDefocusDataset, UnlabeledDefocusDataset)
 import mpt_losses  # noqa: F401  (registers EFCRLoss)
 import mpt_models  # noqa: F401  (registers EFCRModel)
+from mpt_data.bbbc006_dataset import is_test_well, plane_folder
 from mpt_models.efcr_model import EFCR_MODES
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY_SWINIR = {'type': 'SwinIR', 'img_size': 16, 'embed_dim': 12, 'depths': [1], 'num_heads': [1],
                'window_size': 4, 'mlp_ratio': 2, 'upscale': 1, 'upsampler': '', 'in_chans': 1}
@@ -76,6 +81,12 @@ def _run(tmp_path, monkeypatch, name, train, network=None, extra=None, val=False
                                   'io_backend': {'type': 'disk'}}
         opt['val'] = {'val_freq': 2, 'save_img': False,
                       'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False}}}
+    return _train(tmp_path, monkeypatch, opt)
+
+
+def _train(tmp_path, monkeypatch, opt):
+    """Write ``opt`` as YAML, run BasicSR's train_pipeline rooted at tmp_path, return the training log."""
+    name = opt['name']
     opt_file = tmp_path / f'{name}.yml'
     opt_file.write_text(yaml.safe_dump(opt))
     monkeypatch.setattr(sys, 'argv', ['train.py', '-opt', str(opt_file)])
@@ -119,3 +130,51 @@ def test_train_pipeline_with_mpt(tmp_path, monkeypatch, fresh_basicsr_logger):
     assert 'Network: MPT' in text and 'iter:       2' in text
     for term in ('l_pix', 'l_pos', 'l_neg', 'l_ext', 'l_efcr'):
         assert f'{term}: ' in text
+
+
+def _write_bbbc006(root, wells, size=(40, 48)):
+    rng = np.random.default_rng(0)
+    for well in wells:
+        sharp = cv2.GaussianBlur((rng.random(size) * 3000 + 200).astype(np.float32), (3, 3), 0.8)
+        for plane in (2, 6, 10, 16):
+            folder = root / plane_folder(plane)
+            folder.mkdir(parents=True, exist_ok=True)
+            img = sharp if plane == 16 else cv2.GaussianBlur(sharp, (7, 7), (16 - plane) / 4)
+            name = f'mcf-z-stacks-03212011_{well}_s1_w1{plane:02d}ABCDEF.tif'
+            tifffile.imwrite(folder / name, img.astype(np.uint16))
+
+
+def _write_lfdof(root, scenes=2, size=(24, 28)):
+    rng = np.random.default_rng(1)
+    for s in range(scenes):
+        gt = (rng.random((*size, 3)) * 255).astype(np.uint8)
+        (root / 'train_data' / 'input' / f'scene{s}').mkdir(parents=True)
+        (root / 'train_data' / 'ground_truth').mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / 'train_data' / 'ground_truth' / f'scene{s}.png'), gt)
+        for k in (3, 5):
+            cv2.imwrite(str(root / 'train_data' / 'input' / f'scene{s}' / f'{k}.png'), cv2.GaussianBlur(gt, (k, k), 1))
+
+
+def test_efcrex_option_file_trains_on_tiny_data(tmp_path, monkeypatch, fresh_basicsr_logger):
+    """The shipped EFCR_ex file, with data roots, network size and schedule shrunk, runs through train_pipeline."""
+    wells = [f'{row}{col:02d}' for row in 'ABCDEFGH' for col in range(1, 13)]
+    train_wells = [w for w in wells if not is_test_well(w, 0.2)][:2]
+    test_wells = [w for w in wells if is_test_well(w, 0.2)][:1]
+    _write_bbbc006(tmp_path / 'BBBC006', train_wells + test_wells)
+    _write_lfdof(tmp_path / 'LFDOF')
+
+    opt = yaml.safe_load((ROOT / 'options' / 'train_MPT_BBBC006_w1_EFCRex.yml').read_text())
+    train_set = opt['datasets']['train']
+    train_set.update(dataroot=str(tmp_path / 'BBBC006'), gt_size=16, batch_size_per_gpu=2, num_worker_per_gpu=0)
+    train_set['extra_dataset']['dataroot'] = str(tmp_path / 'LFDOF')
+    opt['datasets']['val']['dataroot'] = str(tmp_path / 'BBBC006')
+    opt['network_g'].update(dim=8, heads=[1, 1, 2, 2], num_blocks=[2, 2, 2, 2], window_size=4,
+                            scales=[[0.5, 1], [0.5, 1], [0.5, 1], [1, 1]])
+    opt['train'].update(total_iter=2, scheduler={**opt['train']['scheduler'], 'periods': [2]})
+    opt['val']['val_freq'] = 2
+    opt.update(num_gpu=0, logger={'print_freq': 1, 'save_checkpoint_freq': 1000, 'use_tb_logger': False})
+    text = _train(tmp_path, monkeypatch, opt)
+    assert "EFCR mode 'extra_labeled'" in text and "positive_bands='high'" in text
+    for term in ('l_pix', 'l_pos', 'l_neg', 'l_ext', 'l_efcr'):
+        assert f'{term}: ' in text
+    assert '# psnr:' in text and '# ssim:' in text
