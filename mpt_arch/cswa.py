@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .region_geometry import (
-    merge_queries,
-    partition_keys,
-    partition_queries,
-    region_coordinates,
-    region_mask,
-    relative_position_index,
-)
+from .linear_add import linear_add
+from .region_geometry import region_layout, relative_position_index
 
 
 def scale_ratio(scale: float) -> int:
@@ -73,7 +68,6 @@ class CrossScaleWindowAttention(nn.Module):
         nn.init.trunc_normal_(self.rpb_table, std=0.02)
         self.proj = nn.Linear(dim, dim, bias=False)
         self.register_buffer('rp_index', relative_position_index(window_size), persistent=False)
-        self._mask_cache: dict = {}
         self.keep_attention = False
         self.last_attention = self.last_query_xy = self.last_key_xy = self.last_query_valid = None
         self.last_map_size = None
@@ -91,71 +85,77 @@ class CrossScaleWindowAttention(nn.Module):
         m2 = self.window_size**2
         return self.rpb_table[self.rp_index.view(-1)].view(m2, m2, self.heads).permute(2, 0, 1)
 
-    def _cached_mask(self, q_size, k_size, k_valid, device, dtype):
-        key = (q_size, k_size, k_valid, device, dtype)
-        if key not in self._mask_cache:
-            if len(self._mask_cache) > 8:
-                self._mask_cache.clear()
-            self._mask_cache[key] = region_mask(
-                q_size, k_size, k_valid, self.ratio, self.window_size, self.shifted, device, dtype
-            )
-        return self._mask_cache[key]
+    def _normalized(self, t: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """L2-normalise each head's ``d`` channels of a ``(B, H, W, C)`` map (times a per-head ``scale``)."""
+        b, h, w, c = t.shape
+        t = t.view(b, h, w, self.heads, c // self.heads)
+        inv = torch.linalg.vector_norm(t, dim=-1, keepdim=True).clamp_min(1e-6).reciprocal()
+        if scale is not None:
+            inv = inv * scale.view(self.heads, 1)
+        return (t * inv).view(b, h, w, c)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: layer-normalised features ``(B, H, W, C)``; returns ``(B, H, W, C)``."""
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``x``: layer-normalised features ``(B, H, W, C)``; returns ``(B, H, W, C)`` (``+ residual`` if given)."""
         b, h, w, c = x.shape
-        m, r, heads = self.window_size, self.ratio, self.heads
-        q = self._dwconv(self.q(x), self.q_dw)
+        m, r, heads, d = self.window_size, self.ratio, self.heads, c // self.heads
+        layout = region_layout(h, w, r, m, self.shifted, x.device)
+        n_regions, lq, lk = layout.n_regions, r * r * m * m, m * m
+        temperature = self.logit_scale.clamp(max=math.log(100.0)).exp()
+        q = self._normalized(self._dwconv(self.q(x), self.q_dw), temperature)
         if r > 1:
             y = F.avg_pool2d(x.permute(0, 3, 1, 2), r, r, ceil_mode=True).permute(0, 2, 3, 1)
             y = y + self.down_proj(y)
         else:
             y = x
         kv = self._dwconv(self.kv(y), self.kv_dw)
-        hk, wk = kv.shape[1:3]
-        hkp, wkp = -(-hk // m) * m, -(-wk // m) * m
-        hp, wp = hkp * r, wkp * r
-        if (hp, wp) != (h, w):
-            q = F.pad(q, (0, 0, 0, wp - w, 0, hp - h))
-        if (hkp, wkp) != (hk, wk):
-            kv = F.pad(kv, (0, 0, 0, wkp - wk, 0, hkp - hk))
-        if self.shifted:
-            q = torch.roll(q, (-(m * r // 2), -(m * r // 2)), (1, 2))
-            kv = torch.roll(kv, (-(m // 2), -(m // 2)), (1, 2))
-        q = partition_queries(q, r, m, heads)
-        k, v = partition_keys(kv, m, heads)
-        temperature = self.logit_scale.clamp(max=math.log(100.0)).exp().view(1, heads, 1, 1)
-        q = F.normalize(q, dim=-1) * temperature
-        k = F.normalize(k, dim=-1)
-        mask = self._cached_mask((hp, wp), (hkp, wkp), (hk, wk), x.device, q.dtype)
+        k, v = self._normalized(kv[..., :c]), kv[..., c:]
+        # gather into regions: (B * nR, heads, L, d) views of token-major (B, nR * L, C) tensors
+        q = q.reshape(b, h * w, c).index_select(1, layout.q_src).view(b * n_regions, lq, heads, d).transpose(1, 2)
+        k = k.reshape(b, -1, c).index_select(1, layout.k_src).view(b * n_regions, lk, heads, d).transpose(1, 2)
+        v = v.reshape(b, -1, c).index_select(1, layout.k_src).view(b * n_regions, lk, heads, d).transpose(1, 2)
         bias = self._bias().to(q.dtype)  # heads, M^2, M^2
-        n_regions = q.shape[0] // b
-        if self.keep_attention:
-            out = self._explicit_attention(q, k, v, bias, mask, b, n_regions, (hp, wp), (hkp, wkp), (h, w))
+        mask = None if layout.border_mask is None else layout.border_mask.to(q.dtype)
+        explicit = self.keep_attention or (torch.is_grad_enabled() and any(
+            t.requires_grad for t in (q, k, v, bias)))
+        if explicit:
+            out = self._explicit_attention(q, k, v, bias, mask, b, layout, (h, w))
         else:
-            attn_mask = bias.repeat(1, r * r, 1)  # heads, r^2 M^2, M^2: tiled over the r^2 query windows
-            if mask is not None:
-                attn_mask = (attn_mask + mask).repeat(b, 1, 1, 1) if b > 1 else attn_mask + mask
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, scale=1.0)
-        out = merge_queries(out, b, hp, wp, r, m)
-        if self.shifted:
-            out = torch.roll(out, (m * r // 2, m * r // 2), (1, 2))
-        if (hp, wp) != (h, w):
-            out = out[:, :h, :w]
-        return self.proj(out)
+            out = self._sdpa_attention(q, k, v, bias, mask, b, layout)
+        out = out.transpose(1, 2).reshape(b, n_regions * lq, c).index_select(1, layout.q_inv)
+        return linear_add(out.view(b, h, w, c), self.proj.weight, residual)
 
-    def _explicit_attention(self, q, k, v, bias, mask, b, n_regions, q_size, k_size, map_size):
-        """Softmax(q k^T + B + mask) v with the weights kept for analysis (same result as the SDPA path)."""
+    def _sdpa_attention(self, q, k, v, bias, mask, b, layout):
+        """Fused attention (inference): the bias is tiled over the r^2 query windows and broadcast (a 4-D
+        expanded mask keeps PyTorch's CPU flash kernel; a 3-D one falls back to the slow math path)."""
         r2 = self.ratio**2
+        tiled = bias.repeat(1, r2, 1).unsqueeze(0)  # 1, heads, Lq, Lk
+        n, nb = layout.n_regions, layout.n_border
+        if mask is None:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=tiled.expand(q.shape[0], -1, -1, -1), scale=1.0)
+        border_mask = tiled + mask  # n_border, heads, Lq, Lk
+        outs = []
+        for i in range(b):
+            sl = slice(i * n, i * n + n - nb)
+            if n > nb:
+                outs.append(F.scaled_dot_product_attention(
+                    q[sl], k[sl], v[sl], attn_mask=tiled.expand(n - nb, -1, -1, -1), scale=1.0))
+            sl = slice(i * n + n - nb, (i + 1) * n)
+            outs.append(F.scaled_dot_product_attention(q[sl], k[sl], v[sl], attn_mask=border_mask, scale=1.0))
+        return torch.cat(outs) if len(outs) > 1 else outs[0]
+
+    def _explicit_attention(self, q, k, v, bias, mask, b, layout, map_size):
+        """Softmax(q k^T + B + mask) v computed explicitly (training, and the analysis hooks)."""
+        r2, n, nb = self.ratio**2, layout.n_regions, layout.n_border
+        lq, lk = q.shape[2], k.shape[2]
         attn = q @ k.transpose(-2, -1)  # B*nR, heads, Lq, Lk
-        attn = attn.view(b * n_regions, self.heads, r2, bias.shape[1], bias.shape[2]) + bias.unsqueeze(1)
-        attn = attn.view(b, n_regions, self.heads, q.shape[2], k.shape[2])
+        attn = attn.view(b * n, self.heads, r2, lk, lk) + bias.unsqueeze(1)
+        attn = attn.view(b, n, self.heads, lq, lk)
         if mask is not None:
-            attn = attn + mask
+            attn[:, n - nb:] += mask
         attn = attn.softmax(-1)
-        self.last_attention = attn.detach()
-        qxy, kxy = region_coordinates(q_size, k_size, self.ratio, self.window_size, self.shifted)
-        self.last_query_xy, self.last_key_xy = qxy.to(q.device), kxy.to(q.device)
-        self.last_query_valid = (qxy[..., 0] < map_size[1]) & (qxy[..., 1] < map_size[0])
-        self.last_map_size = tuple(map_size)
-        return attn.view(b * n_regions, self.heads, q.shape[2], k.shape[2]) @ v
+        if self.keep_attention:
+            self.last_attention = attn.detach()
+            self.last_query_xy, self.last_key_xy = layout.query_xy, layout.key_xy
+            self.last_query_valid = layout.query_valid
+            self.last_map_size = tuple(map_size)
+        return attn.view(b * n, self.heads, lq, lk) @ v

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .linear_add import linear_add
+
 
 class FeatureEnhancingFFN(nn.Module):
     """FEFN, Eq. (3): ``x_hat = W_p(GELU(x2') * x1') + x1``.
@@ -29,4 +31,4 @@ class FeatureEnhancingFFN(nn.Module):
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         gate = self.channel_dw(self.channel_in(self.norm_channel(x2)).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return self.proj(F.gelu(gate) * self.spatial_in(self.norm_spatial(x1))) + x1
+        return linear_add(F.gelu(gate) * self.spatial_in(self.norm_spatial(x1)), self.proj.weight, x1)

@@ -26,7 +26,7 @@ class PyramidSubBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.norm(x)
-        return self.fefn(x + self.cswa(y), x + self.isca(y))
+        return self.fefn(self.cswa(y, residual=x), self.isca(y, residual=x))
 
 
 class PyramidBlock(nn.Module):

@@ -1,12 +1,26 @@
-"""Geometry of cross-scale windows (Sec. 3.1, CSWA): region partition, relative positions, shift/padding masks.
+"""Geometry of cross-scale windows (Sec. 3.1, CSWA): region partition as gather indices, shift and padding masks.
 
-Conventions. A CSWA layer with scale ``s = 1/r`` pairs an ``M x M`` key window of the down-scaled map with the
-``r x r`` query windows that cover the same ``R x R`` region (``R = r * M``) of the full-resolution map. Queries
-of one region are ordered ``(window row, window col, row in window, col in window)``, keys of one region
-``(row in window, col in window)``; regions are ordered in raster order. All maps are channels-last ``(B, H, W, C)``.
+A CSWA layer with scale ``s = 1/r`` and window width ``M`` pairs the ``M x M`` key window ``(I, J)`` of the
+down-scaled map with the ``r x r`` query windows ``(i, j)``, ``(i // r, j // r) == (I, J)``, that cover the same
+``R x R`` image region (``R = r M``). Queries of one region are ordered ``(window row, window col, row in window,
+col in window)`` so the Swin relative position bias of an ``M x M`` window tiles over the ``r^2`` windows; keys of
+one region are ordered ``(row, col)``.
+
+Any map size: the full-resolution map is conceptually zero-padded to whole regions (``Hp = ceil(H / R) * R``) and
+the down-scaled map to whole windows. Shifted windows: the padded full-resolution map is cyclically rolled by
+``R/2`` and the down-scaled one by ``M/2`` (``M/2`` down-scaled pixels are ``R/2`` full-resolution pixels, so the
+region correspondence still holds); Swin-style labels mark the parts that wrapped around the seam.
+
+Padding, roll, partition and their inverse are all expressed as gather indices (one ``index_select`` each way), so
+no padded or rolled copy of a map is ever made. Padded queries gather pixel 0 (their outputs are dropped); padded
+keys gather pixel 0 and are masked. Regions whose attention needs no mask (no seam, no padding) come first,
+the ``n_border`` others last, so the bias alone serves most regions and a mask is only built for the rest.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -21,39 +35,38 @@ def relative_position_index(window_size: int) -> torch.Tensor:
     return rel[0] * (2 * window_size - 1) + rel[1]
 
 
-def partition_queries(q: torch.Tensor, ratio: int, window_size: int, heads: int) -> torch.Tensor:
-    """``(B, Hp, Wp, C)`` -> ``(B * nRegions, heads, r^2 * M^2, C / heads)`` (query order described above)."""
-    b, hp, wp, c = q.shape
+@dataclass
+class RegionLayout:
+    """Gather indices and masks of one (map size, ratio, window, shift) geometry; see the module docstring."""
+
+    q_src: torch.Tensor  # (nR * Lq,) flat source pixel of every query slot (padding -> 0)
+    k_src: torch.Tensor  # (nR * Lk,) flat source pixel of every key slot in the down-scaled map (padding -> 0)
+    q_inv: torch.Tensor  # (H * W,) query slot of every real pixel
+    n_regions: int
+    n_border: int  # the last n_border regions need ``border_mask``
+    border_mask: Optional[torch.Tensor]  # (n_border, 1, Lq, Lk) additive, float32
+    query_xy: torch.Tensor  # (nR, Lq, 2) float (x, y) in the full-resolution frame (padding: >= W or >= H)
+    key_xy: torch.Tensor  # (nR, Lk, 2) float, centre of the r x r block a key averages
+    query_valid: torch.Tensor  # (nR, Lq) bool
+
+    def to(self, device: torch.device) -> RegionLayout:
+        fields = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+        return RegionLayout(**fields)
+
+
+def _partition(grid: torch.Tensor, ratio: int, window_size: int) -> torch.Tensor:
+    """``(Hp, Wp, ...)`` grid of the rolled padded map -> ``(nR, r^2 M^2, ...)`` (raster region order)."""
+    hp, wp = grid.shape[:2]
     m, r = window_size, ratio
     nh, nw = hp // (r * m), wp // (r * m)
-    q = q.view(b, nh, r, m, nw, r, m, heads, c // heads)
-    q = q.permute(0, 1, 4, 7, 2, 5, 3, 6, 8)  # b, nh, nw, heads, r, r, m, m, d
-    return q.reshape(b * nh * nw, heads, r * r * m * m, c // heads)
+    rest = grid.shape[2:]
+    g = grid.reshape(nh, r, m, nw, r, m, *rest)
+    g = g.permute(0, 3, 1, 4, 2, 5, *range(6, 6 + len(rest)))
+    return g.reshape(nh * nw, r * r * m * m, *rest)
 
 
-def merge_queries(x: torch.Tensor, batch: int, hp: int, wp: int, ratio: int, window_size: int) -> torch.Tensor:
-    """Inverse of :func:`partition_queries`: ``(B * nRegions, heads, r^2 M^2, d)`` -> ``(B, Hp, Wp, C)``."""
-    m, r = window_size, ratio
-    nh, nw = hp // (r * m), wp // (r * m)
-    heads, d = x.shape[1], x.shape[-1]
-    x = x.view(batch, nh, nw, heads, r, r, m, m, d)
-    x = x.permute(0, 1, 4, 6, 2, 5, 7, 3, 8)  # b, nh, r, m, nw, r, m, heads, d
-    return x.reshape(batch, hp, wp, heads * d)
-
-
-def partition_keys(kv: torch.Tensor, window_size: int, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(B, hp, wp, 2C)`` -> K, V each ``(B * nRegions, heads, M^2, C / heads)``."""
-    b, hp, wp, c2 = kv.shape
-    m = window_size
-    nh, nw = hp // m, wp // m
-    d = c2 // (2 * heads)
-    kv = kv.view(b, nh, m, nw, m, 2, heads, d).permute(5, 0, 1, 3, 6, 2, 4, 7)  # 2, b, nh, nw, heads, m, m, d
-    kv = kv.reshape(2, b * nh * nw, heads, m * m, d)
-    return kv[0], kv[1]
-
-
-def _shift_labels(length: int, region: int, shift: int) -> torch.Tensor:
-    """Swin-style labels along one axis of a rolled map: 0 = body, 1 = last region before the seam, 2 = wrapped."""
+def _labels(length: int, region: int, shift: int) -> torch.Tensor:
+    """Swin-style labels along one axis of a rolled map: 0 body, 1 last region before the seam, 2 wrapped part."""
     labels = torch.zeros(length, dtype=torch.long)
     if shift:
         labels[length - region:length - shift] = 1
@@ -61,59 +74,57 @@ def _shift_labels(length: int, region: int, shift: int) -> torch.Tensor:
     return labels
 
 
-def region_mask(
-    q_size: tuple[int, int],
-    k_size: tuple[int, int],
-    k_valid: tuple[int, int],
-    ratio: int,
-    window_size: int,
-    shifted: bool,
-    device: torch.device,
-    dtype: torch.dtype,
-) -> torch.Tensor | None:
-    """Additive mask ``(nRegions, 1, r^2 M^2, M^2)`` for shifted and/or padded maps, ``None`` if not needed.
-
-    ``q_size``/``k_size`` are the padded full-resolution and down-scaled sizes, ``k_valid`` the number of real
-    (non-padding) key rows/columns. A key is masked when it is padding or when it lies on the other side of the
-    cyclic-shift seam than the query (labels of query pixel ``y`` and key pixel ``y // r`` agree by construction,
-    since the full-resolution map is rolled by ``R/2`` and the down-scaled one by ``M/2``).
-    """
-    (hp, wp), (hk, wk) = q_size, k_size
-    padded = k_valid != (hk, wk)
-    if not shifted and not padded:
-        return None
+def build_region_layout(height: int, width: int, ratio: int, window_size: int, shifted: bool) -> RegionLayout:
+    """Region layout of a CSWA layer on an ``height x width`` map (CPU tensors)."""
     m, r = window_size, ratio
+    hk, wk = -(-height // r), -(-width // r)  # down-scaled map (ceil-mode pooling)
+    hkp, wkp = -(-hk // m) * m, -(-wk // m) * m
+    hp, wp = hkp * r, wkp * r
     sk = m // 2 if shifted else 0
     sq = sk * r
-    qy, qx = _shift_labels(hp, r * m, sq), _shift_labels(wp, r * m, sq)
-    ky, kx = _shift_labels(hk, m, sk), _shift_labels(wk, m, sk)
-    q_lab = (qy[:, None] * 3 + qx[None, :]).view(1, hp, wp, 1).float()
-    k_lab = (ky[:, None] * 3 + kx[None, :]).float()
-    # validity of each key position in the rolled frame
-    vy = torch.roll(torch.arange(hk) < k_valid[0], -sk)
-    vx = torch.roll(torch.arange(wk) < k_valid[1], -sk)
-    k_lab = torch.where(vy[:, None] & vx[None, :], k_lab, torch.full_like(k_lab, -1.0)).view(1, hk, wk, 1)
-    ql = partition_queries(q_lab, r, m, 1)[:, 0, :, 0]  # nR, Lq
-    kl = partition_keys(torch.cat([k_lab, k_lab], -1), m, 1)[0][:, 0, :, 0]  # nR, Lk
-    mask = (ql[:, :, None] != kl[:, None, :]).to(dtype) * MASK_VALUE
-    return mask.unsqueeze(1).to(device)
+    # original (un-rolled, padded-frame) coordinates at every rolled position
+    qy, qx = torch.roll(torch.arange(hp), -sq), torch.roll(torch.arange(wp), -sq)
+    ky, kx = torch.roll(torch.arange(hkp), -sk), torch.roll(torch.arange(wkp), -sk)
+    q_yx = torch.stack(torch.broadcast_tensors(qy[:, None], qx[None, :]), -1)  # hp, wp, 2
+    k_yx = torch.stack(torch.broadcast_tensors(ky[:, None], kx[None, :]), -1)
+    q_lab = _labels(hp, r * m, sq)[:, None] * 3 + _labels(wp, r * m, sq)[None, :]
+    k_lab = _labels(hkp, m, sk)[:, None] * 3 + _labels(wkp, m, sk)[None, :]
+    q_yx, k_yx = _partition(q_yx, r, m), _partition(k_yx, 1, m)  # (nR, Lq, 2), (nR, Lk, 2)
+    q_lab, k_lab = _partition(q_lab, r, m), _partition(k_lab, 1, m)
+    q_valid = (q_yx[..., 0] < height) & (q_yx[..., 1] < width)
+    k_valid = (k_yx[..., 0] < hk) & (k_yx[..., 1] < wk)
+    k_lab = torch.where(k_valid, k_lab, torch.full_like(k_lab, -1))
+    needs_mask = (q_lab.amin(1) != q_lab.amax(1)) | (k_lab.amin(1) != k_lab.amax(1)) | (q_lab[:, 0] != k_lab[:, 0])
+    order = torch.cat([torch.nonzero(~needs_mask)[:, 0], torch.nonzero(needs_mask)[:, 0]])
+    q_yx, k_yx, q_lab, k_lab, q_valid = q_yx[order], k_yx[order], q_lab[order], k_lab[order], q_valid[order]
+    n_border = int(needs_mask.sum())
+    border_mask = None
+    if n_border:
+        ql, kl = q_lab[-n_border:], k_lab[-n_border:]
+        border_mask = ((ql[:, :, None] != kl[:, None, :]).float() * MASK_VALUE).unsqueeze(1)
+    q_src = torch.where(q_valid, q_yx[..., 0] * width + q_yx[..., 1], 0).flatten()
+    k_src = torch.where(k_valid, k_yx[..., 0] * wk + k_yx[..., 1], 0).flatten()
+    slots = torch.arange(q_src.numel())[q_valid.flatten()]
+    q_inv = torch.empty(height * width, dtype=torch.long)
+    q_inv[q_src[q_valid.flatten()]] = slots
+    query_xy = q_yx.flip(-1).float()
+    key_xy = k_yx.flip(-1).float() * r + (r - 1) / 2
+    return RegionLayout(q_src, k_src, q_inv, q_yx.shape[0], n_border, border_mask, query_xy, key_xy, q_valid)
 
 
-def region_coordinates(
-    q_size: tuple[int, int], k_size: tuple[int, int], ratio: int, window_size: int, shifted: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel ``(x, y)`` coordinates, in the un-rolled full-resolution frame, of the queries ``(nR, Lq, 2)`` and
-    keys ``(nR, Lk, 2)``; a key sits at the centre of the ``r x r`` block it averages."""
-    (hp, wp), (hk, wk) = q_size, k_size
-    m, r = window_size, ratio
-    sk = m // 2 if shifted else 0
-    sq = sk * r
-    ys = torch.roll(torch.arange(hp, dtype=torch.float32), -sq)
-    xs = torch.roll(torch.arange(wp, dtype=torch.float32), -sq)
-    qxy = torch.stack(torch.broadcast_tensors(xs[None, :], ys[:, None]), -1).unsqueeze(0)  # 1, hp, wp, 2
-    kys = torch.roll(torch.arange(hk, dtype=torch.float32), -sk) * r + (r - 1) / 2
-    kxs = torch.roll(torch.arange(wk, dtype=torch.float32), -sk) * r + (r - 1) / 2
-    kxy = torch.stack(torch.broadcast_tensors(kxs[None, :], kys[:, None]), -1).unsqueeze(0)
-    q_part = partition_queries(qxy, r, m, 1)[:, 0]  # nR, Lq, 2
-    k_part = partition_keys(torch.cat([kxy, kxy], -1), m, 1)[0][:, 0]
-    return q_part, k_part
+_LAYOUT_CACHE: dict = {}
+
+
+def region_layout(
+    height: int, width: int, ratio: int, window_size: int, shifted: bool, device: torch.device
+) -> RegionLayout:
+    """Cached :func:`build_region_layout` on ``device`` (shared by all layers of the same geometry)."""
+    key = (height, width, ratio, window_size, shifted, str(device))
+    layout = _LAYOUT_CACHE.get(key)
+    if layout is None:
+        if len(_LAYOUT_CACHE) >= 64:
+            _LAYOUT_CACHE.clear()
+        with torch.inference_mode(False):  # cached tensors must also serve autograd-tracked calls
+            layout = build_region_layout(height, width, ratio, window_size, shifted).to(device)
+        _LAYOUT_CACHE[key] = layout
+    return layout
