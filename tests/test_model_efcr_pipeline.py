@@ -54,7 +54,7 @@ def fresh_basicsr_logger(monkeypatch):
         logger.addHandler(handler)
 
 
-def _run(tmp_path, monkeypatch, name, train, network=None, extra=None, val=False):
+def _run(tmp_path, monkeypatch, name, train, extra=None, val=False):
     main = _write_pairs(tmp_path / 'train')
     dataset = {'name': 'tiny', 'type': 'PairedDefocusDataset', **main, 'in_chans': 1, 'io_backend': {'type': 'disk'},
                'gt_size': 16, 'use_shuffle': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': 2,
@@ -68,7 +68,7 @@ def _run(tmp_path, monkeypatch, name, train, network=None, extra=None, val=False
     opt = {
         'name': name, 'model_type': 'EFCRModel', 'scale': 1, 'num_gpu': 0, 'manual_seed': 0,
         'datasets': {'train': dataset},
-        'network_g': network or TINY_SWINIR,
+        'network_g': TINY_SWINIR,
         'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
         'train': {'optim_g': {'type': 'AdamW', 'lr': 1e-3, 'betas': [0.9, 0.999], 'weight_decay': 1e-4},
                   'scheduler': {'type': 'CosineAnnealingRestartLR', 'periods': [4], 'eta_min': 1e-6},
@@ -118,18 +118,6 @@ def test_train_pipeline_each_mode_logs_every_term(tmp_path, monkeypatch, fresh_b
 def test_train_pipeline_without_efcr_is_plain_training(tmp_path, monkeypatch, fresh_basicsr_logger):
     text = _run(tmp_path, monkeypatch, 'efcr_off', {})
     assert 'l_pix: ' in text and 'l_pos' not in text and 'l_efcr' not in text
-
-
-def test_train_pipeline_with_mpt(tmp_path, monkeypatch, fresh_basicsr_logger):
-    import mpt_arch  # noqa: F401  (registers MPT)
-
-    mpt = {'type': 'MPT', 'in_chans': 1, 'dim': 8, 'num_blocks': [2, 2, 2, 2], 'heads': [1, 1, 2, 2],
-           'scales': [[0.5, 1], [0.5, 1], [0.5, 1], [1, 1]], 'window_size': 4}
-    text = _run(tmp_path, monkeypatch, 'efcr_mpt', {'efcr_opt': {'type': 'EFCRLoss'}, 'efcr_mode': 'basic',
-                                                   'total_iter': 2}, network=mpt)
-    assert 'Network: MPT' in text and 'iter:       2' in text
-    for term in ('l_pix', 'l_pos', 'l_neg', 'l_ext', 'l_efcr'):
-        assert f'{term}: ' in text
 
 
 def _write_bbbc006(root, wells, size=(40, 48)):
