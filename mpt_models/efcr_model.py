@@ -41,7 +41,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from mpt_losses.reblur import DEFAULT_KERNEL_SIZES, DEFAULT_SIGMA, random_gaussian_reblur
+from mpt_losses.reblur import DEFAULT_KERNEL_SIZES, DEFAULT_SIGMA, gaussian_kernel2d, random_gaussian_reblur
 
 from .optimizers import TorchOptimizerMixin
 
@@ -100,6 +100,11 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
                              'allowed: kernel_sizes, sigma, seed')
         self.reblur_kernel_sizes = tuple(reblur_opt.get('kernel_sizes', DEFAULT_KERNEL_SIZES))
         self.reblur_sigma = float(reblur_opt.get('sigma', DEFAULT_SIGMA))
+        for size in self.reblur_kernel_sizes:  # fail at start-up, not at the first iteration
+            try:
+                gaussian_kernel2d(int(size), self.reblur_sigma)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f'train.efcr_reblur: {err}') from err
         self.reblur_generator = None
         if reblur_opt.get('seed') is not None:
             self.reblur_generator = torch.Generator().manual_seed(int(reblur_opt['seed']))

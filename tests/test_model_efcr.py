@@ -143,6 +143,8 @@ def test_unknown_mode_and_unknown_reblur_key():
         build(efcr_opt={'type': 'EFCRLoss'}, efcr_mode='fancy')
     with pytest.raises(ValueError, match='efcr_reblur has unknown'):
         build(efcr_opt={'type': 'EFCRLoss'}, efcr_reblur={'sizes': [3]})
+    with pytest.raises(ValueError, match='efcr_reblur: .*odd'):
+        build(efcr_opt={'type': 'EFCRLoss'}, efcr_reblur={'kernel_sizes': [3, 4]})
 
 
 def test_rgb_swinir_and_custom_reblur_sizes():
