@@ -1,0 +1,8 @@
+"""Deblur images with a trained network: ``python scripts/deblur.py -opt x.yml -w net_g.pth -i in/ -o out/``."""
+
+import sys
+
+from mpt_plugin.deblur import main
+
+if __name__ == '__main__':
+    sys.exit(main())
