@@ -1,0 +1,229 @@
+#!/usr/bin/env python
+"""Benchmark MPT (paper configuration) against BasicSR's SwinIR: parameters, GFLOPs, forward latency, peak memory
+and training-step latency.
+
+GFLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per multiply-accumulate; attention matmuls
+included: MPT's attention is run on its explicit matmul path for counting). Latencies are medians over
+``--repeats`` runs after ``--warmup`` runs; forward runs under ``torch.inference_mode``; a training step is
+forward + L1 loss + backward + AdamW step. Every measurement runs in its own subprocess; on CPU its peak memory is
+the growth of the process's max RSS (``resource.getrusage``) over the measurement (model and input already
+allocated), on CUDA ``torch.cuda.max_memory_allocated``.
+
+    python scripts/benchmark.py                                  # 256x256 forward, batch 2 x 128 train step
+    python scripts/benchmark.py --sizes 256 520x696 --models mpt --json bench.json
+    python scripts/benchmark.py --quick                          # smoke run (32x32, one repeat)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+SWINIR_CONFIG = dict(
+    upscale=1, in_chans=3, img_size=128, window_size=8, img_range=1.0, depths=[6] * 6, embed_dim=180,
+    num_heads=[6] * 6, mlp_ratio=2, upsampler='', resi_connection='1conv',
+)
+MODEL_NOTES = {
+    'mpt': 'MPT() paper configuration (dim 40, blocks 6,6,6,6, heads 1,2,4,8, S1..S4, M=8, alpha=2.6)',
+    'swinir': 'basicsr SwinIR(' + ', '.join(f'{k}={v!r}' for k, v in SWINIR_CONFIG.items()) + ')',
+}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'256' -> (256, 256); '520x696' -> (520, 696) (height x width)."""
+    parts = text.lower().split('x')
+    try:
+        size = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'size must be N or HxW, got {text!r}') from None
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) < 1:
+        raise argparse.ArgumentTypeError(f'size must be N or HxW with positive ints, got {text!r}')
+    return size
+
+
+def build_model(name: str, in_chans: int = 3):
+    import torch  # noqa: F401
+
+    if name == 'mpt':
+        import mpt_arch
+
+        return mpt_arch.MPT(in_chans=in_chans)
+    if name == 'swinir':
+        from basicsr.archs.swinir_arch import SwinIR
+
+        import mpt_plugin.compat  # noqa: F401
+
+        return SwinIR(**{**SWINIR_CONFIG, 'in_chans': in_chans})
+    raise ValueError(f'unknown model {name!r} (choose mpt or swinir)')
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def worker(task: dict) -> dict:
+    """One measurement (runs in a fresh subprocess)."""
+    import torch
+
+    torch.manual_seed(0)
+    if task['threads']:
+        torch.set_num_threads(task['threads'])
+    device = task['device']
+    model = build_model(task['model']).to(device)
+    result = {'params': sum(p.numel() for p in model.parameters())}
+    h, w = task['size']
+    if task['kind'] == 'flops':
+        from torch.utils.flop_counter import FlopCounterMode
+
+        x = torch.rand(1, 3, h, w, device=device)
+        counter = FlopCounterMode(display=False)
+        with torch.enable_grad(), counter:  # grad mode: MPT's CSWA takes its explicit (countable) matmul path
+            model(x)
+        result['gflops'] = counter.get_total_flops() / 1e9
+        return result
+    times = []
+    if task['kind'] == 'forward':
+        model.eval()
+        x = torch.rand(1, 3, h, w, device=device)
+        if device == 'cuda':
+            torch.cuda.reset_peak_memory_stats()
+        rss0 = _peak_rss_mb()
+        with torch.inference_mode():
+            for i in range(task['warmup'] + task['repeats']):
+                _sync(device)
+                t0 = time.perf_counter()
+                model(x)
+                _sync(device)
+                if i >= task['warmup']:
+                    times.append(time.perf_counter() - t0)
+    else:  # train step
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
+        x = torch.rand(task['batch'], 3, h, w, device=device)
+        y = torch.rand_like(x)
+        if device == 'cuda':
+            torch.cuda.reset_peak_memory_stats()
+        rss0 = _peak_rss_mb()
+        for i in range(task['warmup'] + task['repeats']):
+            _sync(device)
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.l1_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            _sync(device)
+            if i >= task['warmup']:
+                times.append(time.perf_counter() - t0)
+    result['seconds'] = statistics.median(times)
+    result['all_seconds'] = times
+    if device == 'cuda':
+        result['peak_mb'] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        result['peak_mb'] = _peak_rss_mb() - rss0
+    return result
+
+
+def run_task(task: dict) -> dict:
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), '--_worker', json.dumps(task)],
+        capture_output=True, text=True, check=False,
+    )
+    if proc.returncode:
+        raise RuntimeError(f'benchmark worker failed for {task}:\n{proc.stderr[-3000:]}')
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--models', nargs='+', default=['mpt', 'swinir'], choices=['mpt', 'swinir'])
+    parser.add_argument('--sizes', nargs='+', type=parse_size, default=None,
+                        help='forward sizes, N or HxW (default 256)')
+    parser.add_argument('--batch', type=int, default=2, help='train-step batch size')
+    parser.add_argument('--patch', type=int, default=128, help='train-step patch size')
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    parser.add_argument('--threads', type=int, default=0, help='torch threads (0 = torch default)')
+    parser.add_argument('--no-train', action='store_true', help='skip the train-step measurement')
+    parser.add_argument('--no-flops', action='store_true', help='skip the FLOP count')
+    parser.add_argument('--quick', action='store_true', help='smoke run: 32x32, batch 1 x 32, one repeat')
+    parser.add_argument('--json', metavar='PATH', help='also write the results as JSON')
+    parser.add_argument('--_worker', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args._worker:
+        print(json.dumps(worker(json.loads(args._worker))))
+        return 0
+    if args.device == 'cuda':
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error('--device cuda requested but torch.cuda.is_available() is False')
+    if args.quick:
+        args.sizes, args.batch, args.patch, args.repeats, args.warmup = [(32, 32)], 1, 32, 1, 1
+    sizes = args.sizes or [(256, 256)]
+    if args.repeats < 1 or args.warmup < 0 or args.batch < 1 or args.patch < 1:
+        parser.error('--repeats, --batch and --patch must be >= 1 and --warmup >= 0')
+    base = dict(device=args.device, threads=args.threads, warmup=args.warmup, repeats=args.repeats)
+    import torch
+
+    env = {
+        'torch': torch.__version__, 'device': args.device, 'threads': args.threads or torch.get_num_threads(),
+        'cpu': platform.processor() or platform.machine(), 'load_avg_at_start': os.getloadavg(),
+    }
+    if args.device == 'cuda':
+        env['gpu'] = torch.cuda.get_device_name()
+    rows = []
+    for name in args.models:
+        for size in sizes:
+            row = {'model': name, 'kind': 'forward', 'size': f'1x3x{size[0]}x{size[1]}'}
+            if not args.no_flops:
+                row['gflops'] = run_task({**base, 'model': name, 'kind': 'flops', 'size': size})['gflops']
+            res = run_task({**base, 'model': name, 'kind': 'forward', 'size': size})
+            row.update(params=res['params'], seconds=res['seconds'], peak_mb=res['peak_mb'], runs=res['all_seconds'])
+            rows.append(row)
+            print(f'  measured {name} forward {row["size"]}: {row["seconds"]:.3f} s', file=sys.stderr)
+        if not args.no_train:
+            size = (args.patch, args.patch)
+            res = run_task({**base, 'model': name, 'kind': 'train', 'size': size, 'batch': args.batch})
+            batch_size = f'{args.batch}x3x{args.patch}x{args.patch}'
+            rows.append({'model': name, 'kind': 'train step (AdamW)', 'size': batch_size,
+                         'params': res['params'], 'seconds': res['seconds'], 'peak_mb': res['peak_mb'],
+                         'runs': res['all_seconds']})
+            print(f'  measured {name} train step: {res["seconds"]:.3f} s', file=sys.stderr)
+    env['load_avg_at_end'] = os.getloadavg()
+    header = f'| model | measurement | input | parameters | GFLOPs | median s ({args.repeats} runs) | peak MB |'
+    lines = [header, '|' + '---|' * 7]
+    for r in rows:
+        gflops = f'{r["gflops"]:.1f}' if 'gflops' in r else '-'
+        lines.append(f'| {r["model"]} | {r["kind"]} | {r["size"]} | {r["params"]:,} | {gflops} | {r["seconds"]:.3f} '
+                     f'| {r["peak_mb"]:.0f} |')
+    print('\n'.join(lines))
+    print(f'\n{args.device}, torch {env["torch"]}, {env["threads"]} threads; load average at start/end: '
+          f'{env["load_avg_at_start"][0]:.2f} / {env["load_avg_at_end"][0]:.2f}')
+    for name in args.models:
+        print(f'{name}: {MODEL_NOTES[name]}')
+    print('GFLOPs: torch.utils.flop_counter (2 per multiply-accumulate, attention matmuls included).')
+    if args.json:
+        with open(args.json, 'w', encoding='utf-8') as f:
+            json.dump({'environment': env, 'models': MODEL_NOTES, 'results': rows}, f, indent=2)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
