@@ -13,7 +13,12 @@ BasicSR 1.4.2 function                                  change
 ``train.load_resume_state``                             CPU-safe, latest complete state (:mod:`.resume`)
 ``utils.options.parse_options``                         accepts ``--local-rank``; site-packages root -> cwd;
                                                         ``num_gpu`` > 0 without CUDA -> 0 (with a warning)
+``models.sr_model.SRModel.feed_data``                   a batch without ``gt`` drops the previous ``gt``
 =====================================================  ==================================================
+
+The last one makes validation on unlabeled sets correct for SRModel and its subclasses (EFCRModel): BasicSR
+keeps the last *training* ``gt`` when a validation batch has none, so the first unlabeled image would be
+scored against a stale training patch. No-reference metrics (``calculate_sharpness``) then get ``img`` only.
 
 GPU runs are unchanged: NCCL, one device per rank (``rank % device_count``), ``device_ids=[current]``.
 """
@@ -61,6 +66,17 @@ def _make_model_to_device(original):
 
     model_to_device._mpt_patched = True
     return model_to_device
+
+
+def _make_feed_data(original):
+    def feed_data(self, data):  # noqa: ANN001, ANN202 - BasicSR signature
+        """SRModel.feed_data; a batch without ``gt`` (unlabeled validation) removes a stale ``self.gt``."""
+        original(self, data)
+        if 'gt' not in data and hasattr(self, 'gt'):
+            del self.gt
+
+    feed_data._mpt_patched = True
+    return feed_data
 
 
 # --- atomic checkpoints ---------------------------------------------------------------------------------------
@@ -174,7 +190,7 @@ def apply() -> None:
         return
     import basicsr.test
     import basicsr.train
-    from basicsr.models import base_model
+    from basicsr.models import base_model, sr_model
     from basicsr.utils import dist_util, options
     from basicsr.utils.dist_util import master_only
 
@@ -186,6 +202,7 @@ def apply() -> None:
     model_cls.model_to_device = _make_model_to_device(model_cls.model_to_device)
     model_cls.save_network = master_only(save_network)
     model_cls.save_training_state = master_only(save_training_state)
+    sr_model.SRModel.feed_data = _make_feed_data(sr_model.SRModel.feed_data)
     wrapped = _make_parse_options(options.parse_options)
     for module in (options, basicsr.train, basicsr.test):
         module.parse_options = wrapped
