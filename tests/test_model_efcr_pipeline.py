@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
+import torch
 import yaml
 from basicsr.train import train_pipeline
 
@@ -19,6 +20,15 @@ from mpt_data.bbbc006_dataset import is_test_well, plane_folder
 from mpt_models.efcr_model import EFCR_MODES
 
 ROOT = Path(__file__).resolve().parents[1]
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks: one intra-op thread is much faster than two when the 2 cores are shared."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 
 TINY_SWINIR = {'type': 'SwinIR', 'img_size': 16, 'embed_dim': 12, 'depths': [1], 'num_heads': [1],
                'window_size': 4, 'mlp_ratio': 2, 'upscale': 1, 'upsampler': '', 'in_chans': 1}
