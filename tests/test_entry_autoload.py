@@ -26,15 +26,11 @@ def _python(code, env=None, cwd=None):
                           timeout=120)
 
 
-def test_startup_does_not_import_torch_and_arms_hook():
+def test_startup_is_lazy_then_plain_basicsr_import_registers_everything():
     res = _python("import sys; assert 'torch' not in sys.modules, 'torch imported at start-up'\n"
                   "assert 'basicsr' not in sys.modules\n"
-                  "assert any(type(f).__name__ == 'BasicsrImportHook' for f in sys.meta_path), sys.meta_path")
-    assert res.returncode == 0, res.stderr
-
-
-def test_plain_basicsr_import_registers_everything():
-    res = _python('import basicsr\n' + REGISTERED + "assert not missing, missing\n"
+                  "assert any(type(f).__name__ == 'BasicsrImportHook' for f in sys.meta_path), sys.meta_path\n"
+                  'import basicsr\n' + REGISTERED + "assert not missing, missing\n"
                   "import basicsr.models.base_model as b; assert b.BaseModel.model_to_device._mpt_patched")
     assert res.returncode == 0, res.stderr
 
@@ -94,9 +90,7 @@ def test_regular_wheel_install_places_the_pth(tmp_path):
     # only the installed copy and the system site dirs (processed after it) are on the path: its .pth arms the hook
     code = (f"import site, sys; site.addsitedir({str(target)!r})\n"
             f"for d in {site.getsitepackages()!r}: site.addsitedir(d)\n"
-            "assert any(type(f).__name__ == 'BasicsrImportHook' for f in sys.meta_path), 'hook not armed'\n"
-            "import basicsr\nfrom basicsr.utils.registry import ARCH_REGISTRY\n"
-            f"assert ARCH_REGISTRY.get('MPT').__module__.startswith('mpt_arch')\n"
-            f"assert sys.modules['mpt_arch'].__file__.startswith({str(target)!r}), sys.modules['mpt_arch'].__file__\n")
+            "hooks = [f for f in sys.meta_path if type(f).__name__ == 'BasicsrImportHook']\n"
+            f"assert hooks and sys.modules[type(hooks[0]).__module__].__file__.startswith({str(target)!r})\n")
     res = subprocess.run([sys.executable, '-S', '-c', code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert res.returncode == 0, res.stderr
