@@ -68,7 +68,7 @@ def test_editable_install_placed_the_pth_in_site_packages():
 
 
 @pytest.mark.skipif(shutil.which('git') is None, reason='needs git to list the tracked sources')
-def test_regular_wheel_install_places_the_pth(tmp_path):
+def test_regular_and_editable_wheels_carry_the_pth(tmp_path):
     src = tmp_path / 'src'
     files = subprocess.run(['git', 'ls-files'], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     for name in files + [str(p.relative_to(REPO)) for p in REPO.glob('mpt_*/*.py')]:
@@ -81,6 +81,13 @@ def test_regular_wheel_install_places_the_pth(tmp_path):
     wheel = next((tmp_path / 'dist').glob('mpt_basicsr-*.whl'))
     with zipfile.ZipFile(wheel) as archive:
         assert 'mpt_basicsr_plugin.pth' in archive.namelist()  # wheel root = site-packages
+        assert 'mpt_plugin.autoload' in archive.read('mpt_basicsr_plugin.pth').decode()
+    # the editable (PEP 660) wheel carries it too
+    editable = subprocess.run([sys.executable, '-c', 'import sys; from setuptools import build_meta; '
+                               f'print(build_meta.build_editable({str(tmp_path / "edist")!r}))'],
+                              cwd=src, capture_output=True, text=True, timeout=180)
+    assert editable.returncode == 0, editable.stderr[-2000:]
+    with zipfile.ZipFile(tmp_path / 'edist' / editable.stdout.split()[-1]) as archive:
         assert 'mpt_plugin.autoload' in archive.read('mpt_basicsr_plugin.pth').decode()
     target = tmp_path / 'target'
     install = subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--target', str(target),
