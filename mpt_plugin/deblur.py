@@ -231,12 +231,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry point of ``mpt-deblur``."""
+    args = parse_args(argv)  # before the heavy imports, so --help is quick
+    import torch
     from tqdm import tqdm
 
     from mpt_plugin.tiling import count_tiles
-
-    args = parse_args(argv)
-    import torch
 
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('mpt-deblur: --device cuda requested but CUDA is not available.')
