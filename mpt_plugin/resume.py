@@ -62,8 +62,9 @@ def load_state_file(path: str, opt: Dict[str, Any]) -> Dict[str, Any]:
 def find_latest_complete_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """Newest loadable state in the run's ``training_states`` whose network checkpoints exist, or None."""
     states_dir = opt['path']['training_states']
-    if os.path.isdir(states_dir):
-        remove_stale_partials(states_dir)
+    for folder in (states_dir, opt['path'].get('models')):
+        if folder and os.path.isdir(folder):
+            remove_stale_partials(folder)  # left by a crash mid-save; never complete
     for resume_iter in list_states(states_dir):
         path = os.path.join(states_dir, f'{resume_iter}.state')
         missing = [f for f in _network_files(opt, resume_iter) if not os.path.isfile(f)]

@@ -77,6 +77,7 @@ def _write_run(root, iters, truncated=(), missing_net=()):
 def test_auto_resume_picks_latest_complete_state(tmp_path):
     _write_run(tmp_path, [2, 4, 6, 8], truncated=[8], missing_net=[6])
     (tmp_path / 'training_states' / '.10.state.abc.partial').write_bytes(b'junk')  # crashed atomic save
+    (tmp_path / 'models' / '.net_g_10.pth.abc.partial').write_bytes(b'junk')
     opt = _opt(tmp_path)
     with pytest.warns(RuntimeWarning, match='Skipping'):
         state = resume.load_resume_state(opt)
@@ -84,6 +85,7 @@ def test_auto_resume_picks_latest_complete_state(tmp_path):
     assert opt['path']['resume_state'].endswith('4.state')
     assert opt['path']['pretrain_network_g'].endswith('net_g_4.pth')  # BasicSR's check_resume ran
     assert not (tmp_path / 'training_states' / '.10.state.abc.partial').exists()
+    assert not (tmp_path / 'models' / '.net_g_10.pth.abc.partial').exists()
 
 
 def test_resume_maps_to_cpu_without_touching_cuda(tmp_path, monkeypatch):
