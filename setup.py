@@ -9,7 +9,9 @@ PACKAGES = ('mpt_arch', 'mpt_losses', 'mpt_data', 'mpt_models', 'mpt_metrics', '
 
 # Start-up hook that registers the plugin whenever `basicsr` is imported (see mpt_plugin/autoload.py).
 AUTOLOAD_PTH = 'mpt_basicsr_plugin.pth'
-AUTOLOAD_LINE = "import importlib.util; importlib.util.find_spec('mpt_plugin') and __import__('mpt_plugin.autoload')\n"
+AUTOLOAD_LINE = ("import os, importlib.util; os.environ.get('MPT_BASICSR_PLUGIN', '1').strip().lower() not in "
+                 "('0', 'false', 'no', 'off') and importlib.util.find_spec('mpt_plugin') "
+                 "and __import__('mpt_plugin.autoload')\n")
 
 
 class BuildPyWithAutoload(build_py):

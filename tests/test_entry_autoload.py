@@ -37,6 +37,7 @@ def test_startup_is_lazy_then_plain_basicsr_import_registers_everything():
 
 def test_env_switch_disables_registration():
     code = ('import sys\nassert not any(type(f).__name__ == "BasicsrImportHook" for f in sys.meta_path)\n'
+            "assert 'mpt_plugin' not in sys.modules, 'the .pth line must be inert when switched off'\n"
             'import mpt_plugin.compat, basicsr\n' + REGISTERED + "assert 'MPT' in missing and 'EFCRModel' in missing\n")
     res = _python(code, env={'MPT_BASICSR_PLUGIN': '0'})
     assert res.returncode == 0, res.stderr

@@ -6,7 +6,7 @@ from basicsr.data import build_dataloader, build_dataset
 from basicsr.models import build_model
 from basicsr.utils.registry import METRIC_REGISTRY
 
-from mpt_plugin import patches
+from mpt_plugin import autoload, patches
 from mpt_plugin.smoke import smoke_options, write_pairs
 
 CALLS = []
@@ -33,6 +33,7 @@ if 'spy_no_reference' not in METRIC_REGISTRY:
 @pytest.mark.parametrize('model_type', ['EFCRModel', 'SRModel'])
 def test_unlabeled_validation_scores_outputs_without_a_stale_gt(tmp_path, model_type):
     patches.apply()
+    autoload.import_plugins()  # registrations, also when MPT_BASICSR_PLUGIN=0
     write_pairs(str(tmp_path / 'data'), count=2, size=16)
     opt = smoke_options(str(tmp_path / 'data'), model_type=model_type, efcr=model_type == 'EFCRModel')
     opt['datasets']['val'] = {'type': 'UnlabeledDefocusDataset', 'name': 'unlabeled', 'phase': 'val', 'in_chans': 1,
