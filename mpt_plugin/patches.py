@@ -197,6 +197,8 @@ def apply() -> None:
     import mpt_plugin.compat  # noqa: F401
     from mpt_plugin import resume
 
+    if _APPLIED:  # importing basicsr above may have run the auto-load hook, which applies the patches
+        return
     dist_util._init_dist_pytorch = _make_init_dist_pytorch(dist_util._init_dist_pytorch)
     model_cls = base_model.BaseModel
     model_cls.model_to_device = _make_model_to_device(model_cls.model_to_device)
