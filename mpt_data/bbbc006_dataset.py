@@ -97,6 +97,8 @@ def scan_plane_folder(folder: str) -> Dict[Field, str]:
 class BBBC006Dataset(ExtraDatasetMixin, data.Dataset):
     """BBBC006 defocused planes (inputs) paired with the in-focus plane z = 16 (ground truth)."""
 
+    default_in_chans = 1
+
     def __init__(self, opt: dict) -> None:
         super().__init__()
         self.opt = opt

@@ -25,6 +25,7 @@ class ExtraDatasetMixin:
 
     extra = None
     extra_sampling = 'random'
+    default_in_chans = 3  # channels of the main samples when the options do not say (BBBC006: 1)
 
     def init_extra(self, opt: dict) -> None:
         extra_opt: Optional[dict] = opt.get('extra_dataset')
@@ -40,9 +41,9 @@ class ExtraDatasetMixin:
             raise ValueError('extra_dataset cannot itself have an extra_dataset.')
         extra_opt.setdefault('name', f"{opt.get('name', 'train')}_extra")
         extra_opt.setdefault('phase', opt.get('phase', 'train'))
-        for key in ('in_chans', 'io_backend'):
-            if key in opt:
-                extra_opt.setdefault(key, opt[key])
+        extra_opt.setdefault('in_chans', opt.get('in_chans', self.default_in_chans))
+        if 'io_backend' in opt:
+            extra_opt.setdefault('io_backend', opt['io_backend'])
         if 'gt_size' in opt:
             extra_opt.setdefault('gt_size', opt['gt_size'])
             if int(extra_opt['gt_size']) != int(opt['gt_size']):

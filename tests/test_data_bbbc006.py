@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from test_data_layouts import bbbc_field_image, make_bbbc006
+from test_data_layouts import bbbc_field_image, make_bbbc006, make_lfdof
 
 from mpt_data import BBBC006Dataset
 from mpt_data.bbbc006_dataset import parse_file_name
@@ -132,3 +132,14 @@ def test_training_crops_are_aligned(tmp_path):
         assert torch.equal(sample['lq'], sample['gt'])  # identical planes -> identical crops
     assert not all(torch.equal(crops[0]['gt'], c['gt']) for c in crops[1:])
     assert float(full.max()) <= 1.0
+
+
+def test_extra_lfdof_in_grayscale(tmp_path):
+    """The paper's EFCR_ex on BBBC006: LFDOF converted to one channel rides along every sample."""
+    make_bbbc006(tmp_path / 'B', wells=('a01',), sites=('1',), channels=('1',))
+    make_lfdof(tmp_path / 'LFDOF', 'train')
+    ds = BBBC006Dataset(_opt(tmp_path / 'B', phase='train', gt_size=24, extra_dataset=dict(
+        type='PairedDefocusDataset', layout='lfdof', dataroot=str(tmp_path / 'LFDOF'), split='train', to_gray=True)))
+    sample = ds[0]
+    assert sample['extra_lq'].shape == sample['extra_gt'].shape == sample['lq'].shape == (1, 24, 24)
+    assert 'ground_truth' in sample['extra_gt_path']
