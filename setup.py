@@ -20,7 +20,8 @@ class BuildPyWithAutoload(build_py):
     def run(self):
         super().run()
         # an editable wheel is assembled from install_lib; a regular one from build_lib
-        target = self.get_finalized_command('install').install_lib if self.editable_mode else self.build_lib
+        editable = getattr(self, 'editable_mode', False)  # setuptools >= 64 (PEP 660)
+        target = self.get_finalized_command('install').install_lib if editable else self.build_lib
         os.makedirs(target, exist_ok=True)
         with open(os.path.join(target, AUTOLOAD_PTH), 'w', encoding='utf-8') as handle:
             handle.write(AUTOLOAD_LINE)
