@@ -108,7 +108,8 @@ class CrossScaleWindowAttention(nn.Module):
         else:
             y = x
         kv = self._dwconv(self.kv(y), self.kv_dw)
-        k, v = self._normalized(kv[..., :c]), kv[..., c:]
+        k, v = kv.split(c, dim=-1)  # split (not slicing): its backward concatenates instead of zero-filling
+        k = self._normalized(k)
         # gather into regions: (B * nR, heads, L, d) views of token-major (B, nR * L, C) tensors
         q = q.reshape(b, h * w, c).index_select(1, layout.q_src).view(b * n_regions, lq, heads, d).transpose(1, 2)
         k = k.reshape(b, -1, c).index_select(1, layout.k_src).view(b * n_regions, lk, heads, d).transpose(1, 2)
@@ -144,18 +145,25 @@ class CrossScaleWindowAttention(nn.Module):
         return torch.cat(outs) if len(outs) > 1 else outs[0]
 
     def _explicit_attention(self, q, k, v, bias, mask, b, layout, map_size):
-        """Softmax(q k^T + B + mask) v computed explicitly (training, and the analysis hooks)."""
+        """Softmax(q k^T + B + mask) v computed explicitly (training, and the analysis hooks), one head at a time
+        so the strided per-head views feed bmm without copies. Returns ``(B * nR, heads, Lq, d)``."""
         r2, n, nb = self.ratio**2, layout.n_regions, layout.n_border
         lq, lk = q.shape[2], k.shape[2]
-        attn = q @ k.transpose(-2, -1)  # B*nR, heads, Lq, Lk
-        attn = attn.view(b * n, self.heads, r2, lk, lk) + bias.unsqueeze(1)
-        attn = attn.view(b, n, self.heads, lq, lk)
-        if mask is not None:
-            attn[:, n - nb:] += mask
-        attn = attn.softmax(-1)
+        outs, weights = [], []
+        # unbind (not indexing): its backward stacks instead of zero-filling a full-size gradient per head
+        for hd, (qh, kh, vh) in enumerate(zip(q.unbind(1), k.unbind(1), v.unbind(1))):
+            attn = torch.bmm(qh, kh.transpose(1, 2))  # B*nR, Lq, Lk
+            attn = attn.view(b * n, r2, lk, lk) + bias[hd]  # bias tiled over the r^2 query windows
+            attn = attn.view(b, n, lq, lk)
+            if mask is not None:
+                attn[:, n - nb:] += mask[:, 0]
+            attn = attn.softmax(-1)
+            if self.keep_attention:
+                weights.append(attn.detach())
+            outs.append(torch.bmm(attn.view(b * n, lq, lk), vh))
         if self.keep_attention:
-            self.last_attention = attn.detach()
+            self.last_attention = torch.stack(weights, 2)  # B, nR, heads, Lq, Lk
             self.last_query_xy, self.last_key_xy = layout.query_xy, layout.key_xy
             self.last_query_valid = layout.query_valid
             self.last_map_size = tuple(map_size)
-        return attn.view(b * n, self.heads, lq, lk) @ v
+        return torch.stack(outs, 2).transpose(1, 2)  # memory (B*nR, Lq, heads, d): the merge below is a view

@@ -34,11 +34,14 @@ class IntraScaleChannelAttention(nn.Module):
         b, h, w, c = x.shape
         heads, d = self.heads, c // self.heads
         qkv = self.qkv_dw(self.qkv(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, h * w, 3 * c)
-        inv_norm = torch.linalg.vector_norm(qkv[..., :2 * c], dim=1).clamp_min(1e-12).reciprocal()  # b, 2c
-        inv_q, inv_k = inv_norm[:, :c].view(b, heads, d, 1), inv_norm[:, c:].view(b, heads, 1, d)
-        q = qkv[..., :c].view(b, h * w, heads, d).permute(0, 2, 3, 1)  # b, heads, d, hw
-        k = qkv[..., c:2 * c].view(b, h * w, heads, d).permute(0, 2, 1, 3)  # b, heads, hw, d
-        v = qkv[..., 2 * c:].view(b, h * w, heads, d).permute(0, 2, 1, 3)
-        attn = ((q @ k) * (inv_q * inv_k * self.temperature)).softmax(-1)  # b, heads, d, d
-        out = (v @ attn.transpose(-2, -1)).permute(0, 2, 1, 3).reshape(b, h, w, c)
+        q, k, v = qkv.split(c, dim=-1)  # split (not slicing): its backward concatenates instead of zero-filling
+        inv_q = torch.linalg.vector_norm(q, dim=1).clamp_min(1e-12).reciprocal()  # b, c
+        inv_k = torch.linalg.vector_norm(k, dim=1).clamp_min(1e-12).reciprocal()
+        scale = inv_q.view(b, heads, d, 1) * inv_k.view(b, heads, 1, d) * self.temperature  # b, heads, d, d
+        outs = []
+        # per-head strided views (split, whose backward concatenates) go to bmm without copies
+        for hd, (qh, kh, vh) in enumerate(zip(q.split(d, -1), k.split(d, -1), v.split(d, -1))):
+            attn = (torch.bmm(qh.transpose(1, 2), kh) * scale[:, hd]).softmax(-1)  # b, d, d
+            outs.append(torch.bmm(vh, attn.transpose(1, 2)))  # b, hw, d
+        out = (outs[0] if heads == 1 else torch.cat(outs, -1)).view(b, h, w, c)
         return linear_add(out, self.proj.weight, residual)

@@ -1,0 +1,32 @@
+"""ISCA (Eq. 2) and FEFN (Eq. 3) against direct transcriptions of the paper's formulas."""
+
+import torch
+import torch.nn.functional as F
+
+from mpt_arch.fefn import FeatureEnhancingFFN
+from mpt_arch.isca import IntraScaleChannelAttention
+
+
+def test_isca_matches_formula():
+    torch.manual_seed(1)
+    mod = IntraScaleChannelAttention(12, 3)
+    with torch.no_grad():
+        mod.temperature.uniform_(0.5, 2.0)
+    x = torch.randn(2, 9, 7, 12)
+    qkv = mod.qkv_dw(mod.qkv(x).permute(0, 3, 1, 2))  # b, 3c, h, w
+    q, k, v = qkv.flatten(2).chunk(3, dim=1)  # b, c, hw each
+    q = F.normalize(q.reshape(2, 3, 4, -1), dim=-1)  # normalised along the spatial axis
+    k = F.normalize(k.reshape(2, 3, 4, -1), dim=-1)
+    attn = (q @ k.transpose(-2, -1) * mod.temperature).softmax(-1)  # b, heads, d, d
+    out = (attn @ v.reshape(2, 3, 4, -1)).reshape(2, 12, 9, 7).permute(0, 2, 3, 1)
+    expected = mod.proj(out) + x
+    torch.testing.assert_close(mod(x, residual=x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fefn_matches_eq3_with_cswa_shortcut():
+    mod = FeatureEnhancingFFN(10, 2.6)
+    x1, x2 = torch.randn(1, 5, 6, 10), torch.randn(1, 5, 6, 10)
+    assert mod.spatial_in.out_features == 26
+    gate = mod.channel_dw(mod.channel_in(mod.norm_channel(x2)).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    expected = mod.proj(F.gelu(gate) * mod.spatial_in(mod.norm_spatial(x1))) + x1
+    torch.testing.assert_close(mod(x1, x2), expected)
