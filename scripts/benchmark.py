@@ -5,7 +5,9 @@ and training-step latency.
 GFLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per multiply-accumulate; attention matmuls
 included: MPT's attention is run on its explicit matmul path for counting). Latencies are medians over
 ``--repeats`` runs after ``--warmup`` runs; forward runs under ``torch.inference_mode``; a training step is
-forward + L1 loss + backward + AdamW step. Every measurement runs in its own subprocess; on CPU its peak memory is
+forward + L1 loss + backward + AdamW step. Process CPU time (all threads) is reported beside wall time: on a
+shared machine it shows how much of the wall time was the model's own work.
+Every measurement runs in its own subprocess; on CPU its peak memory is
 the growth of the process's max RSS (``resource.getrusage``) over the measurement (model and input already
 allocated), on CUDA ``torch.cuda.max_memory_allocated``.
 
@@ -97,7 +99,7 @@ def worker(task: dict) -> dict:
             model(x)
         result['gflops'] = counter.get_total_flops() / 1e9
         return result
-    times = []
+    times, cpu_times = [], []
     if task['kind'] == 'forward':
         model.eval()
         x = torch.rand(1, 3, h, w, device=device)
@@ -107,11 +109,12 @@ def worker(task: dict) -> dict:
         with torch.inference_mode():
             for i in range(task['warmup'] + task['repeats']):
                 _sync(device)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 model(x)
                 _sync(device)
                 if i >= task['warmup']:
                     times.append(time.perf_counter() - t0)
+                    cpu_times.append(time.process_time() - c0)
     else:  # train step
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
@@ -122,7 +125,7 @@ def worker(task: dict) -> dict:
         rss0 = _peak_rss_mb()
         for i in range(task['warmup'] + task['repeats']):
             _sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             opt.zero_grad(set_to_none=True)
             loss = torch.nn.functional.l1_loss(model(x), y)
             loss.backward()
@@ -130,6 +133,8 @@ def worker(task: dict) -> dict:
             _sync(device)
             if i >= task['warmup']:
                 times.append(time.perf_counter() - t0)
+                cpu_times.append(time.process_time() - c0)
+    result['cpu_seconds'] = statistics.median(cpu_times)
     result['seconds'] = statistics.median(times)
     result['all_seconds'] = times
     if device == 'cuda':
@@ -195,7 +200,8 @@ def main(argv=None) -> int:
             if not args.no_flops:
                 row['gflops'] = run_task({**base, 'model': name, 'kind': 'flops', 'size': size})['gflops']
             res = run_task({**base, 'model': name, 'kind': 'forward', 'size': size})
-            row.update(params=res['params'], seconds=res['seconds'], peak_mb=res['peak_mb'], runs=res['all_seconds'])
+            row.update(params=res['params'], seconds=res['seconds'], cpu_seconds=res['cpu_seconds'],
+                       peak_mb=res['peak_mb'], runs=res['all_seconds'])
             rows.append(row)
             print(f'  measured {name} forward {row["size"]}: {row["seconds"]:.3f} s', file=sys.stderr)
         if not args.no_train:
@@ -203,16 +209,18 @@ def main(argv=None) -> int:
             res = run_task({**base, 'model': name, 'kind': 'train', 'size': size, 'batch': args.batch})
             batch_size = f'{args.batch}x3x{args.patch}x{args.patch}'
             rows.append({'model': name, 'kind': 'train step (AdamW)', 'size': batch_size,
-                         'params': res['params'], 'seconds': res['seconds'], 'peak_mb': res['peak_mb'],
+                         'params': res['params'], 'seconds': res['seconds'], 'cpu_seconds': res['cpu_seconds'],
+                         'peak_mb': res['peak_mb'],
                          'runs': res['all_seconds']})
             print(f'  measured {name} train step: {res["seconds"]:.3f} s', file=sys.stderr)
     env['load_avg_at_end'] = os.getloadavg()
-    header = f'| model | measurement | input | parameters | GFLOPs | median s ({args.repeats} runs) | peak MB |'
-    lines = [header, '|' + '---|' * 7]
+    header = (f'| model | measurement | input | parameters | GFLOPs | median wall s ({args.repeats} runs) '
+              '| median process CPU s | peak MB |')
+    lines = [header, '|' + '---|' * 8]
     for r in rows:
         gflops = f'{r["gflops"]:.1f}' if 'gflops' in r else '-'
         lines.append(f'| {r["model"]} | {r["kind"]} | {r["size"]} | {r["params"]:,} | {gflops} | {r["seconds"]:.3f} '
-                     f'| {r["peak_mb"]:.0f} |')
+                     f'| {r["cpu_seconds"]:.2f} | {r["peak_mb"]:.0f} |')
     print('\n'.join(lines))
     print(f'\n{args.device}, torch {env["torch"]}, {env["threads"]} threads; load average at start/end: '
           f'{env["load_avg_at_start"][0]:.2f} / {env["load_avg_at_end"][0]:.2f}')
