@@ -16,7 +16,7 @@ Option keys read by :func:`train_augment` (all optional except ``gt_size``):
 from __future__ import annotations
 
 import random
-from typing import List, Sequence
+from typing import List
 
 import cv2
 import numpy as np
@@ -33,25 +33,6 @@ def _resize(img: np.ndarray, size_wh: tuple) -> np.ndarray:
     return np.clip(out, 0.0, 1.0) if out.dtype == np.float32 else out
 
 
-def random_scale(imgs: Sequence[np.ndarray], scale_range: Sequence[float] = DEFAULT_SCALE_RANGE,
-                 min_size: int = 0) -> List[np.ndarray]:
-    """Rescale every image by one random factor (paper: "random scaling").
-
-    The factor is drawn from ``scale_range`` and raised to keep both sides >= ``min_size``. Float images stay
-    clipped to [0, 1] (bicubic up-sampling may overshoot).
-    """
-    low, high = float(scale_range[0]), float(scale_range[1])
-    if not 0 < low <= high:
-        raise ValueError(f'scale_range must satisfy 0 < min <= max, got {list(scale_range)}.')
-    h, w = imgs[0].shape[:2]
-    factor = random.uniform(low, high)
-    factor = max(factor, min_size / min(h, w))
-    new_w, new_h = max(int(round(w * factor)), min_size), max(int(round(h * factor)), min_size)
-    if (new_w, new_h) == (w, h):
-        return list(imgs)
-    return [_resize(img, (new_w, new_h)) for img in imgs]
-
-
 def random_flips(imgs: List[np.ndarray], hflip: bool = True, vflip: bool = True,
                  rotation: bool = False) -> List[np.ndarray]:
     """Same random flips for every image: BasicSR's ``augment`` (h-flip, rotation) then an optional v-flip."""
@@ -66,14 +47,23 @@ def random_flips(imgs: List[np.ndarray], hflip: bool = True, vflip: bool = True,
 def train_augment(imgs: List[np.ndarray], opt: dict, names: str = '') -> List[np.ndarray]:
     """Random scale, one aligned random crop of ``opt['gt_size']`` and flips for aligned images (e.g. [gt, lq]).
 
-    ``names`` identifies the sample in the error raised for images smaller than the crop.
+    Scaling then cropping is done as crop-then-scale: a window of ``round(gt_size / factor)`` pixels is cut with
+    BasicSR's ``paired_random_crop`` and resized to ``gt_size`` (same result as rescaling the whole image, without
+    resizing megapixel frames for a 256-pixel patch). ``names`` identifies the sample in errors.
     """
     gt_size = int(opt['gt_size'])
-    if opt.get('use_scale', True):
-        imgs = random_scale(imgs, opt.get('scale_range', DEFAULT_SCALE_RANGE), min_size=gt_size)
     h, w = imgs[0].shape[:2]
-    if h < gt_size or w < gt_size:
+    window = gt_size
+    if opt.get('use_scale', True):
+        low, high = (float(v) for v in opt.get('scale_range', DEFAULT_SCALE_RANGE))
+        if not 0 < low <= high:
+            raise ValueError(f'scale_range must satisfy 0 < min <= max, got {[low, high]}.')
+        factor = max(random.uniform(low, high), gt_size / min(h, w))
+        window = min(int(round(gt_size / factor)), h, w)
+    if h < window or w < window:
         raise ValueError(f'Image {names} is {w}x{h}, smaller than gt_size {gt_size}.')
-    first, rest = paired_random_crop(imgs[:1], list(imgs[1:]) or imgs[:1], gt_size, 1, names)
+    first, rest = paired_random_crop(imgs[:1], list(imgs[1:]) or imgs[:1], window, 1, names)
     cropped = [first] + ((rest if isinstance(rest, list) else [rest]) if len(imgs) > 1 else [])
+    if window != gt_size:
+        cropped = [_resize(img, (gt_size, gt_size)) for img in cropped]
     return random_flips(cropped, opt.get('use_hflip', True), opt.get('use_vflip', True), opt.get('use_rot', False))

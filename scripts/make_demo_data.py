@@ -92,7 +92,7 @@ def _write(path: str, img: np.ndarray) -> None:
         raise OSError(f'Could not write {path!r}.')
 
 
-def build_demo_data(out: str = 'demo_data', radii: Sequence[float] = (1.5, 2.5, 3.5), val_fraction: float = 0.25,
+def build_demo_data(out: str = 'demo_data', radii: Sequence[float] = (2.0, 3.0, 4.0), val_fraction: float = 0.25,
                     gap: int = 16, tile: int = 64, n_val_tiles: int = 2,
                     subsets: Sequence[str] = ('gray', 'rgb')) -> Dict[str, Dict[str, int]]:
     """Write the demo pairs; returns ``{subset: {'train': n, 'val': n}}``."""
@@ -123,7 +123,7 @@ def build_demo_data(out: str = 'demo_data', radii: Sequence[float] = (1.5, 2.5, 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', default='demo_data', help='output folder (default: ./demo_data)')
-    parser.add_argument('--radii', type=float, nargs='+', default=[1.5, 2.5, 3.5], help='disk PSF radii (pixels)')
+    parser.add_argument('--radii', type=float, nargs='+', default=[2.0, 3.0, 4.0], help='disk PSF radii (pixels)')
     parser.add_argument('--val-fraction', type=float, default=0.25)
     parser.add_argument('--gap', type=int, default=16, help='unused rows between train and val regions')
     parser.add_argument('--tile', type=int, default=64, help='validation tile size')

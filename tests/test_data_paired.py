@@ -122,16 +122,22 @@ def test_training_augmentation_keeps_pairs_aligned(tmp_path):
                                   dataroot_gt=str(tmp_path / 'gt'), gt_size=64, use_scale=False))[0]
 
 
-def test_flips_and_scaling_act(tmp_path):
-    """Augmentation really changes the crops: a flipped or rescaled crop is not a plain crop of the image."""
-    from mpt_data.transforms import random_flips, random_scale
+def test_flips_and_scaling_act():
+    """Augmentation really changes the crops: four flip states, and a scale factor changes the pixel pitch."""
+    from mpt_data.transforms import random_flips, train_augment
 
     img = texture(1, 20, 30, 1)[:, :, None].astype(np.float32) / 255
     seen = {random_flips([img], True, True)[0].tobytes() for _ in range(40)}
     assert len(seen) == 4  # identity, h-flip, v-flip, both
-    scaled = {random_scale([img], (0.5, 2.0))[0].shape for _ in range(10)}
-    assert len(scaled) > 1 and all(s[2] == 1 for s in scaled)
-    assert min(random_scale([img], (0.1, 0.1), min_size=16)[0].shape[:2]) == 16
+    ramp = np.tile(np.linspace(0, 1, 80, dtype=np.float32), (60, 1))[:, :, None]  # slope 1/79 per pixel
+    opt = dict(gt_size=16, use_hflip=False, use_vflip=False)
+    for factor in (0.5, 1.0, 2.0):
+        (crop,) = train_augment([ramp], dict(opt, scale_range=[factor, factor]))
+        assert crop.shape == (16, 16, 1)
+        slope = float(np.median(np.diff(crop[8, :, 0])))
+        assert slope == pytest.approx(1 / 79 / factor, rel=0.1)
+    (small,) = train_augment([ramp[:20, :20]], dict(opt, scale_range=[0.1, 0.1]))
+    assert small.shape == (16, 16, 1)  # the factor is raised so the crop still fits
 
 
 def test_unlabeled_dataset(tmp_path):
