@@ -1,6 +1,10 @@
 """Multi-Pyramid Transformer (MPT) network as a BasicSR architecture (``type: MPT``)."""
 
-import mpt_plugin.compat  # noqa: F401  (before any basicsr import)
+try:  # installed plugin: BasicSR 1.4.2 needs the torchvision shim before any basicsr import
+    import mpt_plugin.compat  # noqa: F401
+except ModuleNotFoundError as err:  # folder dropped into another BasicSR project's archs/ (see README)
+    if err.name != 'mpt_plugin':
+        raise
 
 from .mpt_arch import MPT  # noqa: E402
 

@@ -95,7 +95,10 @@ def worker(task: dict) -> dict:
 
         x = torch.rand(1, 3, h, w, device=device)
         counter = FlopCounterMode(display=False)
-        with torch.enable_grad(), counter:  # grad mode: MPT's CSWA takes its explicit (countable) matmul path
+        for module in model.modules():  # MPT's CSWA: explicit (countable) matmuls instead of the fused kernel
+            if hasattr(module, 'keep_attention'):
+                module.keep_attention = True
+        with torch.no_grad(), counter:
             model(x)
         result['gflops'] = counter.get_total_flops() / 1e9
         return result
@@ -150,7 +153,8 @@ def run_task(task: dict) -> dict:
         capture_output=True, text=True, check=False,
     )
     if proc.returncode:
-        raise RuntimeError(f'benchmark worker failed for {task}:\n{proc.stderr[-3000:]}')
+        raise RuntimeError(f'benchmark worker failed (exit code {proc.returncode}, negative = killed by that signal, '
+                           f'e.g. -9 out of memory) for {task}:\n{proc.stderr[-3000:]}')
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

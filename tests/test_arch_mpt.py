@@ -78,3 +78,28 @@ def test_bad_arguments_raise(kwargs, match):
 def test_wrong_input_channels_raise():
     with pytest.raises(ValueError, match='expects'):
         MPT(in_chans=1, **TINY)(torch.rand(1, 3, 16, 16))
+
+
+def test_folder_is_self_contained_for_drop_in():
+    """Only relative imports of our own code, and only mpt_arch.py touches BasicSR (drop-in into archs/)."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / 'mpt_arch'
+    allowed = {'torch', 'einops', 'math', 'typing', 'dataclasses', '__future__'}
+    for path in folder.glob('*.py'):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                root = name.split('.')[0]
+                if root == 'basicsr':
+                    assert path.name == 'mpt_arch.py', path
+                elif root == 'mpt_plugin':
+                    assert path.name == '__init__.py', path
+                else:
+                    assert root in allowed, f'{path.name} imports {name}'
