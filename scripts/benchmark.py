@@ -153,8 +153,8 @@ def run_task(task: dict) -> dict:
         capture_output=True, text=True, check=False,
     )
     if proc.returncode:
-        raise RuntimeError(f'benchmark worker failed (exit code {proc.returncode}, negative = killed by that signal, '
-                           f'e.g. -9 out of memory) for {task}:\n{proc.stderr[-3000:]}')
+        why = 'killed (out of memory?)' if proc.returncode == -9 else f'exit code {proc.returncode}'
+        raise RuntimeError(f'failed: {why} for {task}:\n{proc.stderr[-3000:]}')
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -198,31 +198,41 @@ def main(argv=None) -> int:
     if args.device == 'cuda':
         env['gpu'] = torch.cuda.get_device_name()
     rows = []
+
+    def measure(row: dict, task: dict) -> None:
+        try:
+            res = run_task({**base, **task})
+        except RuntimeError as err:  # e.g. out of memory: report it in the table, keep measuring the rest
+            print(err, file=sys.stderr)
+            row.update(error=str(err).split(' for ')[0])
+            return
+        row.update(params=res['params'], seconds=res['seconds'], cpu_seconds=res['cpu_seconds'],
+                   peak_mb=res['peak_mb'], runs=res['all_seconds'])
+        print(f'  measured {row["model"]} {row["kind"]} {row["size"]}: {row["seconds"]:.3f} s', file=sys.stderr)
+
     for name in args.models:
         for size in sizes:
             row = {'model': name, 'kind': 'forward', 'size': f'1x3x{size[0]}x{size[1]}'}
             if not args.no_flops:
-                row['gflops'] = run_task({**base, 'model': name, 'kind': 'flops', 'size': size})['gflops']
-            res = run_task({**base, 'model': name, 'kind': 'forward', 'size': size})
-            row.update(params=res['params'], seconds=res['seconds'], cpu_seconds=res['cpu_seconds'],
-                       peak_mb=res['peak_mb'], runs=res['all_seconds'])
+                try:
+                    row['gflops'] = run_task({**base, 'model': name, 'kind': 'flops', 'size': size})['gflops']
+                except RuntimeError as err:
+                    print(err, file=sys.stderr)
+            measure(row, {'model': name, 'kind': 'forward', 'size': size})
             rows.append(row)
-            print(f'  measured {name} forward {row["size"]}: {row["seconds"]:.3f} s', file=sys.stderr)
         if not args.no_train:
-            size = (args.patch, args.patch)
-            res = run_task({**base, 'model': name, 'kind': 'train', 'size': size, 'batch': args.batch})
-            batch_size = f'{args.batch}x3x{args.patch}x{args.patch}'
-            rows.append({'model': name, 'kind': 'train step (AdamW)', 'size': batch_size,
-                         'params': res['params'], 'seconds': res['seconds'], 'cpu_seconds': res['cpu_seconds'],
-                         'peak_mb': res['peak_mb'],
-                         'runs': res['all_seconds']})
-            print(f'  measured {name} train step: {res["seconds"]:.3f} s', file=sys.stderr)
+            row = {'model': name, 'kind': 'train step (AdamW)', 'size': f'{args.batch}x3x{args.patch}x{args.patch}'}
+            measure(row, {'model': name, 'kind': 'train', 'size': (args.patch, args.patch), 'batch': args.batch})
+            rows.append(row)
     env['load_avg_at_end'] = os.getloadavg()
     header = (f'| model | measurement | input | parameters | GFLOPs | median wall s ({args.repeats} runs) '
               '| median process CPU s | peak MB |')
     lines = [header, '|' + '---|' * 8]
     for r in rows:
         gflops = f'{r["gflops"]:.1f}' if 'gflops' in r else '-'
+        if 'error' in r:
+            lines.append(f'| {r["model"]} | {r["kind"]} | {r["size"]} | - | {gflops} | {r["error"]} | - | - |')
+            continue
         lines.append(f'| {r["model"]} | {r["kind"]} | {r["size"]} | {r["params"]:,} | {gflops} | {r["seconds"]:.3f} '
                      f'| {r["cpu_seconds"]:.2f} | {r["peak_mb"]:.0f} |')
     print('\n'.join(lines))
