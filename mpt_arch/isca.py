@@ -35,8 +35,9 @@ class IntraScaleChannelAttention(nn.Module):
         heads, d = self.heads, c // self.heads
         qkv = self.qkv_dw(self.qkv(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, h * w, 3 * c)
         q, k, v = qkv.split(c, dim=-1)  # split (not slicing): its backward concatenates instead of zero-filling
-        inv_q = torch.linalg.vector_norm(q, dim=1).clamp_min(1e-12).reciprocal()  # b, c
-        inv_k = torch.linalg.vector_norm(k, dim=1).clamp_min(1e-12).reciprocal()
+        # spatial L2 norms; square().sum() is ~2x faster than vector_norm over this strided axis on CPU
+        inv_q = q.square().sum(1).clamp_min(1e-24).rsqrt()  # b, c
+        inv_k = k.square().sum(1).clamp_min(1e-24).rsqrt()
         scale = inv_q.view(b, heads, d, 1) * inv_k.view(b, heads, 1, d) * self.temperature  # b, heads, d, d
         outs = []
         # per-head strided views (split, whose backward concatenates) go to bmm without copies
