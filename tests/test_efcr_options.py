@@ -19,7 +19,9 @@ from mpt_models.efcr_model import EFCR_MODES
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTION_FILES = sorted(glob.glob(os.path.join(ROOT, 'options', 'train_*EFCR*.yml'))
                       + glob.glob(os.path.join(ROOT, 'options', 'efcr', '*.yml')))
-EXPECTED_MODES = {'train_MPT_BBBC006_w1_EFCR.yml': 'basic', 'train_MPT_BBBC006_w1_EFCRex.yml': 'extra_labeled',
+TABLE_DATASETS = ('BBBC006_w1', 'BBBC006_w2', '3DHistech', 'CaDISBlur', 'DPDD')  # Tables 1 and 2
+EXPECTED_MODES = {**{f'train_MPT_{name}_EFCR.yml': 'basic' for name in TABLE_DATASETS},
+                  **{f'train_MPT_{name}_EFCRex.yml': 'extra_labeled' for name in TABLE_DATASETS},
                   'train_MPT_BBBC006_w1_EFCR_V1.yml': 'basic_v1',
                   'train_MPT_BBBC006_w1_EFCRex_Vex1.yml': 'extra_labeled_v1',
                   'train_MPT_LFDOF_EFCRex_WNLO_unlabeled.yml': 'extra_unlabeled',
@@ -64,3 +66,22 @@ def test_option_file_uses_paper_settings(path):
         assert extra is not None
     else:
         assert extra is None
+
+
+@pytest.mark.parametrize('name', TABLE_DATASETS)
+@pytest.mark.parametrize('variant', ['EFCR', 'EFCRex'])
+def test_efcr_variant_differs_from_the_plain_file_only_in_efcr_settings(name, variant):
+    """A table row's EFCR run must train on exactly the data and schedule of its plain MPT row."""
+    plain = _load(os.path.join(ROOT, 'options', f'train_MPT_{name}.yml'))
+    other = _load(os.path.join(ROOT, 'options', f'train_MPT_{name}_{variant}.yml'))
+    assert other['name'] == f"{plain['name']}_{variant}"
+    for key in ('efcr_opt', 'efcr_mode', 'efcr_reblur'):
+        assert key not in plain['train'] and key in other['train']
+        other['train'].pop(key)
+    extra = other['datasets']['train'].pop('extra_dataset', None)
+    other['datasets']['train'].pop('extra_sampling', None)
+    assert (extra is not None) == (variant == 'EFCRex')
+    if extra is not None:
+        assert extra['layout'] == 'lfdof' and extra['in_chans'] == plain['network_g']['in_chans']
+    plain.pop('name'), other.pop('name')
+    assert other == plain
