@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ablation import DOWNSAMPLE_VARIANTS, DownsampleVariant, check_choice, check_flag
 from .linear_add import linear_add
 from .region_geometry import region_layout, relative_position_index
 
@@ -42,6 +43,9 @@ class CrossScaleWindowAttention(nn.Module):
     Any size: the maps are zero-padded to whole regions here and padded keys are masked; queries on padding are
     dropped. Pooling uses ``ceil_mode`` so a border key averages only real pixels.
 
+    Ablation switches (supplementary Table 9; defaults are the paper's CSWA): ``downsample`` picks a down-sampling
+    variant (``ablation.DownsampleVariant``), ``npconv=False`` drops the two depthwise 3x3 convs.
+
     Analysis hooks: set ``keep_attention = True`` to compute attention explicitly and keep, for the last call,
     ``last_attention`` (softmax weights ``(B, nRegions, heads, r^2 M^2, M^2)``), ``last_query_xy``
     ``(nRegions, r^2 M^2, 2)`` and ``last_key_xy`` ``(nRegions, M^2, 2)`` (float ``(x, y)`` pixel coordinates in the
@@ -50,7 +54,10 @@ class CrossScaleWindowAttention(nn.Module):
     and ``last_map_size = (H', W')``.
     """
 
-    def __init__(self, dim: int, heads: int, scale: float, window_size: int = 8, shifted: bool = False) -> None:
+    def __init__(
+        self, dim: int, heads: int, scale: float, window_size: int = 8, shifted: bool = False,
+        downsample: str = 'avgpool', npconv: bool = True,
+    ) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f'CSWA dim {dim} is not divisible by heads {heads}')
@@ -58,11 +65,16 @@ class CrossScaleWindowAttention(nn.Module):
             raise ValueError(f'window_size must be an even integer >= 2, got {window_size!r}')
         self.dim, self.heads, self.window_size, self.shifted = dim, heads, window_size, shifted
         self.ratio = scale_ratio(scale)
-        self.down_proj = nn.Linear(dim, dim, bias=False) if self.ratio > 1 else None
+        # ablation switches (Table 9): down-sampling variant, NPConv on/off; defaults = the paper's CSWA
+        self.downsample = check_choice('downsample', downsample, DOWNSAMPLE_VARIANTS)
+        self.npconv = check_flag('npconv', npconv)
+        self.down_proj = nn.Linear(dim, dim, bias=False) if self.ratio > 1 and downsample != 'no_linear' else None
+        self.down = DownsampleVariant(downsample, dim, self.ratio) if self.ratio > 1 and downsample != 'avgpool' \
+            else None
         self.q = nn.Linear(dim, dim, bias=False)
-        self.q_dw = nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=False)
+        self.q_dw = nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=False) if npconv else None
         self.kv = nn.Linear(dim, 2 * dim, bias=False)
-        self.kv_dw = nn.Conv2d(2 * dim, 2 * dim, 3, padding=1, groups=2 * dim, bias=False)
+        self.kv_dw = nn.Conv2d(2 * dim, 2 * dim, 3, padding=1, groups=2 * dim, bias=False) if npconv else None
         self.logit_scale = nn.Parameter(torch.full((heads,), math.log(10.0)))
         self.rpb_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, heads))
         nn.init.trunc_normal_(self.rpb_table, std=0.02)
@@ -73,11 +85,16 @@ class CrossScaleWindowAttention(nn.Module):
         self.last_map_size = None
 
     def extra_repr(self) -> str:
-        return f'dim={self.dim}, heads={self.heads}, scale=1/{self.ratio}, M={self.window_size}, shifted={self.shifted}'
+        extra = '' if self.npconv else ', npconv=False'
+        return (f'dim={self.dim}, heads={self.heads}, scale=1/{self.ratio}, M={self.window_size}, '
+                f'shifted={self.shifted}{extra}')
 
     @staticmethod
-    def _dwconv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-        """Depthwise conv on a channels-last ``(B, H, W, C)`` tensor (the permuted view is channels_last memory)."""
+    def _dwconv(x: torch.Tensor, conv: Optional[nn.Conv2d]) -> torch.Tensor:
+        """Depthwise conv on a channels-last ``(B, H, W, C)`` tensor (the permuted view is channels_last memory);
+        identity when ``conv`` is None (``npconv=False``, Table 9 V_w/o NPC)."""
+        if conv is None:
+            return x
         return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
     def _bias(self) -> torch.Tensor:
@@ -102,7 +119,9 @@ class CrossScaleWindowAttention(nn.Module):
         n_regions, lq, lk = layout.n_regions, r * r * m * m, m * m
         temperature = self.logit_scale.clamp(max=math.log(100.0)).exp()
         q = self._normalized(self._dwconv(self.q(x), self.q_dw), temperature)
-        if r > 1:
+        if r > 1 and self.down is not None:  # ablation variant (Table 9 V_ds1..V_ds5)
+            y = self.down(x, self.down_proj)
+        elif r > 1:
             y = F.avg_pool2d(x.permute(0, 3, 1, 2), r, r, ceil_mode=True).permute(0, 2, 3, 1)
             y = y + self.down_proj(y)
         else:

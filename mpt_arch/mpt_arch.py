@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
+from .ablation import ATTENTION_PAIRS, DOWNSAMPLE_VARIANTS, FFN_VARIANTS, check_choice, check_flag
 from .cswa import scale_ratio
 from .pyramid_block import PyramidBlock
 
@@ -57,6 +58,13 @@ class MPT(nn.Module):
         scales: per level, one CSWA scale ``1/2^k`` per sub-block (paper S1..S4 by default).
         window_size: window (patch) width M.
         ffn_expansion: FEFN expansion ratio alpha.
+        attention: ablation (Table 3) branch pair: ``'cswa+isca'`` (paper), ``'cswa+cswa'``, ``'wa+wa'``,
+            ``'isca+isca'``, ``'wa+isca'`` (WA = CSWA at scale 1).
+        ffn: ablation (Table 4): ``'fefn'`` (paper, Eq. 3), ``'cat_gelu'``, ``'add_gelu'``, ``'reversed'``.
+        downsample: ablation (Table 9) CSWA down-sampling: ``'avgpool'`` (paper), ``'no_shortcut'``,
+            ``'no_linear'``, ``'maxpool'``, ``'conv'`` (depthwise), ``'conv_full'``, ``'bicubic'``.
+        npconv: False drops CSWA's depthwise 3x3 on Q/K/V (Table 9 V_w/o NPC).
+        shift_windows: False: no shifted sub-blocks (Table 9 V_w/o sw).
 
     Any ``H x W`` is accepted: the input is reflection-padded to a multiple of ``2^(L-1)`` (needed by the pixel
     unshuffles) and the output cropped back; each CSWA pads to whole windows internally and masks the padding.
@@ -72,8 +80,17 @@ class MPT(nn.Module):
         scales: Sequence[Sequence[float]] = PAPER_SCALES,
         window_size: int = 8,
         ffn_expansion: float = 2.6,
+        attention: str = 'cswa+isca',
+        ffn: str = 'fefn',
+        downsample: str = 'avgpool',
+        npconv: bool = True,
+        shift_windows: bool = True,
     ) -> None:
         super().__init__()
+        variants = dict(attention=check_choice('attention', attention, tuple(ATTENTION_PAIRS)),
+                        ffn=check_choice('ffn', ffn, FFN_VARIANTS),
+                        downsample=check_choice('downsample', downsample, DOWNSAMPLE_VARIANTS),
+                        npconv=check_flag('npconv', npconv), shift_windows=check_flag('shift_windows', shift_windows))
         out_chans = in_chans if out_chans is None else out_chans
         for name, value in (('in_chans', in_chans), ('out_chans', out_chans), ('dim', dim)):
             if not isinstance(value, int) or value < 1:
@@ -101,7 +118,7 @@ class MPT(nn.Module):
         self.in_chans, self.out_chans, self.levels = in_chans, out_chans, levels
 
         def block(lvl: int) -> PyramidBlock:
-            return PyramidBlock(dim * 2**lvl, heads[lvl], scales[lvl], window_size, ffn_expansion)
+            return PyramidBlock(dim * 2**lvl, heads[lvl], scales[lvl], window_size, ffn_expansion, **variants)
 
         self.conv_in = nn.Conv2d(in_chans, dim, 3, padding=1, bias=False)
         self.encoders = nn.ModuleList(block(lvl) for lvl in range(levels - 1))

@@ -7,37 +7,58 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .ablation import FFN_VARIANTS, FFNVariant, branch_slots, check_choice, check_flag
 from .cswa import CrossScaleWindowAttention
 from .fefn import FeatureEnhancingFFN
 from .isca import IntraScaleChannelAttention
 
 
 class PyramidSubBlock(nn.Module):
-    """One sub-block: ``y = LN(x)``; ``x1 = x + CSWA(y)``; ``x2 = x + ISCA(y)``; ``out = FEFN(x1, x2)``."""
+    """One sub-block: ``y = LN(x)``; ``x1 = x + CSWA(y)``; ``x2 = x + ISCA(y)``; ``out = FEFN(x1, x2)``.
+
+    Ablation keywords (defaults = the paper; see ``ablation.py``): ``attention`` picks the two branch modules
+    (Table 3; the branches are attributes named by ``branch_slots``), ``ffn`` the FEFN variant (Table 4),
+    ``downsample`` / ``npconv`` go to every CSWA (Table 9).
+    """
 
     def __init__(
-        self, dim: int, heads: int, scale: float, window_size: int, shifted: bool, ffn_expansion: float
+        self, dim: int, heads: int, scale: float, window_size: int, shifted: bool, ffn_expansion: float,
+        attention: str = 'cswa+isca', ffn: str = 'fefn', downsample: str = 'avgpool', npconv: bool = True,
     ) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.cswa = CrossScaleWindowAttention(dim, heads, scale, window_size, shifted)
-        self.isca = IntraScaleChannelAttention(dim, heads)
-        self.fefn = FeatureEnhancingFFN(dim, ffn_expansion)
+        self.branches = tuple(name for name, _ in branch_slots(attention))
+        for name, kind in branch_slots(attention):
+            if kind == 'isca':
+                setattr(self, name, IntraScaleChannelAttention(dim, heads))
+            else:  # 'wa' = CSWA at scale 1 (plain shifted window attention)
+                setattr(self, name, CrossScaleWindowAttention(
+                    dim, heads, 1 if kind == 'wa' else scale, window_size, shifted, downsample, npconv))
+        if check_choice('ffn', ffn, FFN_VARIANTS) == 'fefn':
+            self.fefn = FeatureEnhancingFFN(dim, ffn_expansion)
+        else:
+            self.fefn = FFNVariant(dim, ffn_expansion, ffn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.norm(x)
-        return self.fefn(self.cswa(y, residual=x), self.isca(y, residual=x))
+        first, second = self.branches
+        return self.fefn(getattr(self, first)(y, residual=x), getattr(self, second)(y, residual=x))
 
 
 class PyramidBlock(nn.Module):
-    """Stack of sub-blocks with coarse-to-fine scales; sub-blocks 2, 4, 6, ... use shifted windows."""
+    """Stack of sub-blocks with coarse-to-fine scales; sub-blocks 2, 4, 6, ... use shifted windows (none with
+    ``shift_windows=False``, Table 9 V_w/o sw). ``variants`` (attention, ffn, downsample, npconv) go to every
+    sub-block."""
 
     def __init__(
-        self, dim: int, heads: int, scales: Sequence[float], window_size: int, ffn_expansion: float
+        self, dim: int, heads: int, scales: Sequence[float], window_size: int, ffn_expansion: float,
+        shift_windows: bool = True, **variants,
     ) -> None:
         super().__init__()
+        check_flag('shift_windows', shift_windows)
         self.blocks = nn.ModuleList(
-            PyramidSubBlock(dim, heads, s, window_size, shifted=j % 2 == 1, ffn_expansion=ffn_expansion)
+            PyramidSubBlock(dim, heads, s, window_size, shifted=shift_windows and j % 2 == 1,
+                            ffn_expansion=ffn_expansion, **variants)
             for j, s in enumerate(scales)
         )
 
