@@ -9,8 +9,8 @@ column shows "n/a". For each method and data set a grid "blurry | deblurred | sh
 Either a manifest (YAML) ::
 
     MPT:                                   # method (table row)
-      BBBC006_w1: {opt: options/test_bbbc006_w1.yml, checkpoint: experiments/mpt_w1/models/net_g_latest.pth}
-      DPDD:       {opt: options/test_dpdd.yml, checkpoint: experiments/mpt_dpdd/models/net_g_latest.pth}
+      BBBC006_w1: {opt: options/test_MPT_BBBC006_w1.yml, checkpoint: experiments/mpt_w1/models/net_g_latest.pth}
+      DPDD:       {opt: options/test_MPT_DPDD.yml, checkpoint: experiments/mpt_dpdd/models/net_g_latest.pth}
     MPT+EFCR:
       BBBC006_w1: {opt: ..., checkpoint: ...}
 
@@ -18,7 +18,7 @@ Either a manifest (YAML) ::
 
 or option files crossed with checkpoints (columns named by the option files' dataset names)::
 
-    python scripts/report.py -opt options/test_dpdd.yml --ckpt MPT=net_mpt.pth --ckpt MPT+EFCR=net_efcr.pth
+    python scripts/report.py -opt options/test_MPT_DPDD.yml --ckpt MPT=net_mpt.pth --ckpt MPT+EFCR=net_efcr.pth
 
 ``--from-json results/report/results.json`` rebuilds the table from saved numbers without running anything.
 """
