@@ -147,22 +147,10 @@ def worker(task: dict) -> dict:
     return result
 
 
-# glibc malloc settings for the CPU workers (--malloc-tuning): keep freed memory in the heap instead of returning
-# large blocks to the OS, so the multi-MB activations of every layer do not page-fault afresh on each call.
-MALLOC_TUNING = {
-    'MALLOC_MMAP_THRESHOLD_': str(16 * 2**30),
-    'MALLOC_TRIM_THRESHOLD_': str(16 * 2**30),
-    'MALLOC_TOP_PAD_': str(2**30),
-}
-
-
 def run_task(task: dict) -> dict:
-    env = dict(os.environ)
-    if task.get('malloc_tuning'):
-        env.update(MALLOC_TUNING)
     proc = subprocess.run(
         [sys.executable, os.path.abspath(__file__), '--_worker', json.dumps(task)],
-        capture_output=True, text=True, check=False, env=env,
+        capture_output=True, text=True, check=False,
     )
     if proc.returncode:
         why = 'killed (out of memory?)' if proc.returncode == -9 else f'exit code {proc.returncode}'
@@ -181,9 +169,6 @@ def main(argv=None) -> int:
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0 = torch default)')
-    parser.add_argument('--malloc-tuning', action='store_true',
-                        help='run the workers with glibc malloc tuned to keep freed memory (MALLOC_MMAP_THRESHOLD_, '
-                             'MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_); applies to every model')
     parser.add_argument('--no-train', action='store_true', help='skip the train-step measurement')
     parser.add_argument('--no-flops', action='store_true', help='skip the FLOP count')
     parser.add_argument('--quick', action='store_true', help='smoke run: 32x32, batch 1 x 32, one repeat')
@@ -203,14 +188,12 @@ def main(argv=None) -> int:
     sizes = args.sizes or [(256, 256)]
     if args.repeats < 1 or args.warmup < 0 or args.batch < 1 or args.patch < 1:
         parser.error('--repeats, --batch and --patch must be >= 1 and --warmup >= 0')
-    base = dict(device=args.device, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
-                malloc_tuning=args.malloc_tuning)
+    base = dict(device=args.device, threads=args.threads, warmup=args.warmup, repeats=args.repeats)
     import torch
 
     env = {
         'torch': torch.__version__, 'device': args.device, 'threads': args.threads or torch.get_num_threads(),
         'cpu': platform.processor() or platform.machine(), 'load_avg_at_start': os.getloadavg(),
-        'malloc_tuning': MALLOC_TUNING if args.malloc_tuning else None,
     }
     if args.device == 'cuda':
         env['gpu'] = torch.cuda.get_device_name()
@@ -254,8 +237,7 @@ def main(argv=None) -> int:
                      f'| {r["cpu_seconds"]:.2f} | {r["peak_mb"]:.0f} |')
     print('\n'.join(lines))
     print(f'\n{args.device}, torch {env["torch"]}, {env["threads"]} threads; load average at start/end: '
-          f'{env["load_avg_at_start"][0]:.2f} / {env["load_avg_at_end"][0]:.2f}; glibc malloc '
-          + ('tuned: ' + ' '.join(f'{k}={v}' for k, v in MALLOC_TUNING.items()) if args.malloc_tuning else 'default'))
+          f'{env["load_avg_at_start"][0]:.2f} / {env["load_avg_at_end"][0]:.2f}')
     for name in args.models:
         print(f'{name}: {MODEL_NOTES[name]}')
     print('GFLOPs: torch.utils.flop_counter (2 per multiply-accumulate, attention matmuls included).')
