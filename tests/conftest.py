@@ -11,3 +11,11 @@ def _seed_and_threads():
     torch.manual_seed(0)
     torch.set_num_threads(2)
     yield
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny networks run faster on one intra-op thread, above all when the 2 cores are shared."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(2)

@@ -12,13 +12,7 @@ from mpt_plugin.smoke import smoke_options, write_pairs
 CALLS = []
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run faster on one intra-op thread on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def spy_no_reference(img, img2=None, **kwargs):

@@ -10,14 +10,7 @@ import mpt_losses  # noqa: F401  (registers EFCRLoss)
 from mpt_models import EFCRModel
 from mpt_models.efcr_model import EFCR_MODES
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: one intra-op thread is much faster than two when the 2 cores are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 TINY_SWINIR = {'type': 'SwinIR', 'img_size': 16, 'embed_dim': 12, 'depths': [1], 'num_heads': [1],
