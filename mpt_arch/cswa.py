@@ -103,13 +103,16 @@ class CrossScaleWindowAttention(nn.Module):
         return self.rpb_table[self.rp_index.view(-1)].view(m2, m2, self.heads).permute(2, 0, 1)
 
     def _normalized(self, t: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """L2-normalise each head's ``d`` channels of a ``(B, H, W, C)`` map (times a per-head ``scale``)."""
+        """L2-normalise each head's ``d`` channels of a ``(B, H, W, C)`` map (times a per-head ``scale``); in
+        place when no gradient is recorded (``t`` must then be a temporary)."""
         b, h, w, c = t.shape
         t = t.view(b, h, w, self.heads, c // self.heads)
         inv = torch.linalg.vector_norm(t, dim=-1, keepdim=True).clamp_min(1e-6).reciprocal()
         if scale is not None:
             inv = inv * scale.view(self.heads, 1)
-        return (t * inv).view(b, h, w, c)
+        if torch.is_grad_enabled():
+            return (t * inv).view(b, h, w, c)
+        return t.mul_(inv).view(b, h, w, c)  # inference: ``t`` is a fresh conv output (or a split of one)
 
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``x``: layer-normalised features ``(B, H, W, C)``; returns ``(B, H, W, C)`` (``+ residual`` if given)."""

@@ -29,6 +29,14 @@ class FeatureEnhancingFFN(nn.Module):
         self.channel_dw = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden, bias=False)
         self.proj = nn.Linear(hidden, dim, bias=False)
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, reuse_x1: bool = False) -> torch.Tensor:
+        """``reuse_x1=True`` lets inference (no gradient recorded) write the result into ``x1`` (a temporary of
+        the caller), so no new full-size buffer is allocated and paged in."""
         gate = self.channel_dw(self.channel_in(self.norm_channel(x2)).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return linear_add(F.gelu(gate) * self.spatial_in(self.norm_spatial(x1)), self.proj.weight, x1)
+        spatial = self.spatial_in(self.norm_spatial(x1))
+        if torch.is_grad_enabled():
+            return linear_add(F.gelu(gate) * spatial, self.proj.weight, x1)
+        hidden = torch._C._nn.gelu_(gate).mul_(spatial)  # inference: in place on the fresh conv output
+        if not reuse_x1:
+            return linear_add(hidden, self.proj.weight, x1)
+        return x1.view(-1, x1.shape[-1]).addmm_(hidden.view(-1, hidden.shape[-1]), self.proj.weight.t()).view(x1.shape)

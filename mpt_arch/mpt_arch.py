@@ -146,7 +146,8 @@ class MPT(nn.Module):
             feat = down(feat)
         feat = self.latent(feat)
         for lvl in reversed(range(self.levels - 1)):
-            feat = self.decoders[lvl](self.ups[lvl](feat) + skips[lvl])
+            up = self.ups[lvl](feat)  # a fresh tensor: added in place when no gradient is recorded
+            feat = self.decoders[lvl](up + skips[lvl] if torch.is_grad_enabled() else up.add_(skips[lvl]))
         out = self.conv_out(feat.permute(0, 3, 1, 2))[..., :h, :w]
         if self.out_chans == self.in_chans:
             out = out + inp

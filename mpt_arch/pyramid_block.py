@@ -42,7 +42,8 @@ class PyramidSubBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.norm(x)
         first, second = self.branches
-        return self.fefn(getattr(self, first)(y, residual=x), getattr(self, second)(y, residual=x))
+        # the first branch's output is this sub-block's own temporary: FEFN may reuse it in inference
+        return self.fefn(getattr(self, first)(y, residual=x), getattr(self, second)(y, residual=x), reuse_x1=True)
 
 
 class PyramidBlock(nn.Module):
