@@ -39,4 +39,5 @@ class FeatureEnhancingFFN(nn.Module):
         hidden = torch._C._nn.gelu_(gate).mul_(spatial)  # inference: in place on the fresh conv output
         if not reuse_x1:
             return linear_add(hidden, self.proj.weight, x1)
-        return x1.view(-1, x1.shape[-1]).addmm_(hidden.view(-1, hidden.shape[-1]), self.proj.weight.t()).view(x1.shape)
+        x1_2d = x1.view(-1, x1.shape[-1])  # out= (not addmm_) keeps the op visible to FlopCounterMode as addmm
+        return torch.addmm(x1_2d, hidden.view(-1, hidden.shape[-1]), self.proj.weight.t(), out=x1_2d).view(x1.shape)
