@@ -1,14 +1,13 @@
 """Normalised average attention distance (Fig. 1): known answers, the MPT CSWA hook, and the script end to end."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from script_loader import load_script
 
 from mpt_metrics.attention_distance import (
     mean_attention_distance,
@@ -89,10 +88,7 @@ def test_script_end_to_end_on_tiny_mpt(tmp_path):
     cv2.imwrite(str(tmp_path / 'cells' / 'b.png'), rng.integers(0, 65535, (20, 24), dtype=np.uint16))
     cv2.imwrite(str(tmp_path / 'scenes' / 'c.png'), rng.integers(0, 255, (18, 18, 3), dtype=np.uint8))
     _tiny_mpt_yaml(tmp_path / 'tiny.yml')
-    spec = importlib.util.spec_from_file_location(
-        'attention_distance_script', Path(__file__).resolve().parents[1] / 'scripts' / 'attention_distance.py')
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script('attention_distance')
     out = tmp_path / 'fig1'
     assert script.main(['-opt', str(tmp_path / 'tiny.yml'), '--random-init', '--crop', '16',
                         '--dataset', f'cells={tmp_path / "cells"}', '--dataset', f'scenes={tmp_path / "scenes"}',

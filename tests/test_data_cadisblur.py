@@ -1,24 +1,19 @@
 """CaDISBlur synthesis (scripts/make_cadisblur.py) and the disk-PSF compositing of mpt_data.defocus."""
 
 import hashlib
-import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from script_loader import load_script
 from test_data_layouts import texture
 
 from mpt_data.defocus import composite_two_planes, defocus_blur, disk_psf
 
-SCRIPT = Path(__file__).resolve().parents[1] / 'scripts' / 'make_cadisblur.py'
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location('make_cadisblur', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('make_cadisblur')
 
 
 def _make_cadis(root: Path, videos=('Video01', 'Video02', 'Video03'), frames=2, h=72, w=96, flat=False):

@@ -1,22 +1,17 @@
 """scripts/make_demo_data.py: real bundled microscopy images -> paired train/val defocus sets."""
 
-import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from script_loader import load_script
 
 from mpt_data import PairedDefocusDataset
 
-SCRIPT = Path(__file__).resolve().parents[1] / 'scripts' / 'make_demo_data.py'
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location('make_demo_data', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('make_demo_data')
 
 
 def _detail(path: Path) -> float:
@@ -62,10 +57,7 @@ def test_run_demo_smoke(tmp_path, monkeypatch, capsys):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, 'argv', list(sys.argv))
-    spec = importlib.util.spec_from_file_location('run_demo', SCRIPT.parent / 'run_demo.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    status = module.main(['--iters', '2', '--threads', '1'])
+    status = load_script('run_demo').main(['--iters', '2', '--threads', '1'])
     out = capsys.readouterr().out
     experiment = tmp_path / 'experiments' / 'MPT_demo'
     assert (experiment / 'models' / 'net_g_latest.pth').is_file()

@@ -1,24 +1,18 @@
 """scripts/make_lmdb.py: the LMDB holds exactly the folder data, under the keys the datasets expect."""
 
-import importlib.util
 import os
-from pathlib import Path
 
 import pytest
 import torch
+from script_loader import load_script
 from test_data_layouts import make_bbbc006, make_lfdof, make_paired_folder
 
 from mpt_data import BBBC006Dataset, PairedDefocusDataset, UnlabeledDefocusDataset
 from mpt_data.image_io import ImageLoader
 
-SCRIPT = Path(__file__).resolve().parents[1] / 'scripts' / 'make_lmdb.py'
-
 
 def _script():
-    spec = importlib.util.spec_from_file_location('make_lmdb', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('make_lmdb')
 
 
 def test_bbbc006_lmdb_is_bitwise_identical(tmp_path):

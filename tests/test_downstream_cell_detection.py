@@ -1,24 +1,19 @@
 """Classical nuclei segmenter and the BBBC006 cell-detection script on a miniature replica of the data set."""
 
-import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import tifffile
+from script_loader import load_script
 
 from mpt_metrics.instance_ap import average_precision
 from mpt_metrics.nuclei_segmentation import ClassicalNucleiSegmenter, build_segmenter
 
-SCRIPT = Path(__file__).resolve().parents[1] / 'scripts' / 'eval_cell_detection.py'
-
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location('eval_cell_detection', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('eval_cell_detection')
 
 
 def _disks(shape, centres, radius):

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from script_loader import load_script
 
 from mpt_metrics.segmentation import SegmentationScore, class_iou, confusion_matrix, mean_iou, pixel_accuracy
 
@@ -73,14 +74,7 @@ def test_bad_values_raise():
 
 
 def _load_script():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / 'scripts' / 'eval_segmentation.py'
-    spec = importlib.util.spec_from_file_location('eval_segmentation', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('eval_segmentation')
 
 
 def test_table7_script_end_to_end(tmp_path):

@@ -1,22 +1,17 @@
 """Result tables (Tables 1 and 2 layout), before/after grids, and a tiny end-to-end BasicSR test run."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from script_loader import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        'report_script', Path(__file__).resolve().parents[1] / 'scripts' / 'report.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('report')
 
 
 def test_table1_layout_from_given_numbers():
