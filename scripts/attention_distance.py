@@ -20,6 +20,7 @@ import numpy as np
 
 import mpt_plugin.compat  # noqa: F401  (before any basicsr import)
 from mpt_metrics.attention_distance import model_attention_distance
+from mpt_metrics.table_output import name_path_argument
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 
@@ -132,16 +133,9 @@ def plot(results: Dict[str, Dict[str, object]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _parse_dataset(text: str) -> Tuple[str, Path]:
-    if '=' not in text:
-        raise argparse.ArgumentTypeError(f'--dataset needs NAME=FOLDER, got {text!r}')
-    name, folder = text.split('=', 1)
-    return name, Path(folder)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--dataset', type=_parse_dataset, action='append', required=True,
+    parser.add_argument('--dataset', type=name_path_argument('--dataset', 'FOLDER'), action='append', required=True,
                         help='NAME=FOLDER of images (repeatable; one bar each)')
     parser.add_argument('-opt', type=Path, help='BasicSR option YAML whose network_g builds the model '
                         '(default: the paper-config MPT)')

@@ -14,7 +14,6 @@ Example:
 """
 
 import argparse
-import csv
 import re
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 
 from mpt_metrics.instance_ap import PAPER_IOU_THRESHOLDS, match_counts, pool_counts, summarize
 from mpt_metrics.nuclei_segmentation import Segmenter, build_segmenter
+from mpt_metrics.table_output import name_path_argument, write_table
 
 # Published BBBC006 naming (see REFERENCE.md): images carry _w<channel>, labels do not.
 BBBC006_RE = re.compile(r'mcf-z-stacks-03212011_([A-Za-z0-9]+)_s([0-9])(?:_w([0-9]))?')
@@ -162,20 +162,13 @@ def _parse_size(text: str) -> Tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def _parse_method(text: str) -> Tuple[str, Path]:
-    if '=' not in text:
-        raise argparse.ArgumentTypeError(f'--method needs NAME=FOLDER_OR_LIST, got {text!r}')
-    name, path = text.split('=', 1)
-    return name, Path(path)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--labels', type=Path, required=True, help='BBBC006_v1_labels folder')
     parser.add_argument('--blur', type=Path, help='blurry w1 images: folder or file list')
     parser.add_argument('--deblurred', type=Path, help='deblurred w1 images: folder or file list')
     parser.add_argument('--sharp', type=Path, help='in-focus (z=16) w1 images: folder or file list')
-    parser.add_argument('--method', type=_parse_method, action='append', default=[],
+    parser.add_argument('--method', type=name_path_argument('--method', 'FOLDER_OR_LIST'), action='append', default=[],
                         help='extra row NAME=FOLDER_OR_LIST (repeatable), placed between deblurred and sharp')
     parser.add_argument('--channel', type=int, default=1, help='BBBC006 channel to score (w1 = nuclei)')
     parser.add_argument('--segmenter', choices=('classical', 'stardist'), default='classical')
@@ -206,17 +199,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         paths = collect_images(source, args.channel)[:args.max_images]
         results[name], counts[name] = evaluate_row(paths, labels, segmenter, args.thresholds, args.crop)
         print(f'{name}: {counts[name]} images scored', file=sys.stderr)
-    table = markdown_table(results, args.thresholds)
-    print(table, end='')
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix('.md').write_text(table)
-        with open(args.out.with_suffix('.csv'), 'w', newline='') as f:
-            writer = csv.writer(f)
-            cols = [f'{t:g}' for t in args.thresholds]
-            writer.writerow(['method', 'images'] + [f'AP@{c}' for c in cols] + ['mean_AP'])
-            for name, scores in results.items():
-                writer.writerow([name, counts[name]] + [f'{scores[c]:.6f}' for c in cols + ['mean']])
+    cols = [f'{t:g}' for t in args.thresholds]
+    write_table(args.out, markdown_table(results, args.thresholds),
+                ['method', 'images'] + [f'AP@{c}' for c in cols] + ['mean_AP'],
+                ([name, counts[name]] + [f'{scores[c]:.6f}' for c in cols + ['mean']]
+                 for name, scores in results.items()))
     return 0
 
 

@@ -18,7 +18,6 @@ Example:
 """
 
 import argparse
-import csv
 import math
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from mpt_metrics.segmentation import SegmentationScore
+from mpt_metrics.table_output import write_table
 
 VARIANTS = ('ins', 'ana')
 
@@ -145,17 +145,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if len(counts) > 1:
             print(f'warning: rows of variant {variant} scored different numbers of images {sorted(counts)}; '
                   'their scores are not comparable', file=sys.stderr)
-    table = markdown_table(results)
-    print(table, end='')
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.with_suffix('.md').write_text(table)
-        with open(args.out.with_suffix('.csv'), 'w', newline='') as f:
-            writer = csv.writer(f)
-            writer.writerow(['method', 'variant', 'images', 'mIoU', 'PA'])
-            for (row, variant), count in images.items():
-                scores = results[row][variant]
-                writer.writerow([row, variant, count, f"{scores['mIoU']:.6f}", f"{scores['PA']:.6f}"])
+    write_table(args.out, markdown_table(results), ['method', 'variant', 'images', 'mIoU', 'PA'],
+                ([row, variant, count, f"{results[row][variant]['mIoU']:.6f}", f"{results[row][variant]['PA']:.6f}"]
+                 for (row, variant), count in images.items()))
     return 0
 
 
