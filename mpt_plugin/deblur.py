@@ -154,15 +154,8 @@ def write_image(path: str, img: np.ndarray, like: str) -> None:
         raise OSError(f'Could not write {path!r}.')
 
 
-def to_unit(img: np.ndarray, path: str) -> np.ndarray:
-    """Integer image -> float32 in [0, 1] (the datasets' scaling: divide by the dtype maximum)."""
-    from mpt_data.image_io import to_float
-
-    return to_float(img, path)
-
-
 def from_unit(img: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Inverse of :func:`to_unit`: ``round(clip(img, 0, 1) * dtype max)`` as ``dtype``."""
+    """Inverse of :func:`mpt_data.image_io.to_float`: ``round(clip(img, 0, 1) * dtype max)`` as ``dtype``."""
     top = float(np.iinfo(dtype).max)
     return np.round(np.clip(img, 0.0, 1.0) * top).astype(dtype)
 
@@ -172,11 +165,12 @@ def deblur_array(net, img: np.ndarray, path: str, in_chans: Optional[int] = None
     """Deblur an integer ``H x W x C`` image; returns the same shape and dtype (alpha passed through)."""
     import torch
 
+    from mpt_data.image_io import to_float
     from mpt_plugin.tiling import tiled_forward
 
     channels = img.shape[2]
     colour, alpha = (img[:, :, :3], img[:, :, 3:]) if channels == 4 else (img, None)
-    unit = to_unit(colour, path)
+    unit = to_float(colour, path)
     in_chans = in_chans or unit.shape[2]
     if unit.shape[2] == in_chans:
         groups = [unit]
