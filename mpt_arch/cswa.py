@@ -12,6 +12,7 @@ from torch import nn
 from .ablation import DOWNSAMPLE_VARIANTS, DownsampleVariant, check_choice, check_flag
 from .linear_add import linear_add
 from .region_geometry import region_layout, relative_position_index
+from .row_strips import depthwise_rows, group_size, halo, strips
 
 
 def scale_ratio(scale: float) -> int:
@@ -102,17 +103,18 @@ class CrossScaleWindowAttention(nn.Module):
         m2 = self.window_size**2
         return self.rpb_table[self.rp_index.view(-1)].view(m2, m2, self.heads).permute(2, 0, 1)
 
-    def _normalized(self, t: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """L2-normalise each head's ``d`` channels of a ``(B, H, W, C)`` map (times a per-head ``scale``); in
-        place when no gradient is recorded (``t`` must then be a temporary)."""
+    def _normalized(self, t: torch.Tensor, scale: Optional[torch.Tensor] = None,
+                    out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """L2-normalise each head's ``d`` channels of a ``(B, H, W, C)`` map (times a per-head ``scale``), into
+        ``out`` if given (inference)."""
         b, h, w, c = t.shape
         t = t.view(b, h, w, self.heads, c // self.heads)
         inv = torch.linalg.vector_norm(t, dim=-1, keepdim=True).clamp_min(1e-6).reciprocal()
         if scale is not None:
             inv = inv * scale.view(self.heads, 1)
-        if torch.is_grad_enabled():
+        if out is None:
             return (t * inv).view(b, h, w, c)
-        return t.mul_(inv).view(b, h, w, c)  # inference: ``t`` is a fresh conv output (or a split of one)
+        return torch.mul(t, inv, out=out.view(b, h, w, self.heads, c // self.heads))
 
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``x``: layer-normalised features ``(B, H, W, C)``; returns ``(B, H, W, C)`` (``+ residual`` if given)."""
@@ -121,15 +123,10 @@ class CrossScaleWindowAttention(nn.Module):
         layout = region_layout(h, w, r, m, self.shifted, x.device)
         n_regions, lq, lk = layout.n_regions, r * r * m * m, m * m
         temperature = self.logit_scale.clamp(max=math.log(100.0)).exp()
+        if not torch.is_grad_enabled() and not self.keep_attention:
+            return self._forward_chunks(x, residual, layout, temperature)
         q = self._normalized(self._dwconv(self.q(x), self.q_dw), temperature)
-        if r > 1 and self.down is not None:  # ablation variant (Table 9 V_ds1..V_ds5)
-            y = self.down(x, self.down_proj)
-        elif r > 1:
-            y = F.avg_pool2d(x.permute(0, 3, 1, 2), r, r, ceil_mode=True).permute(0, 2, 3, 1)
-            y = y + self.down_proj(y)
-        else:
-            y = x
-        kv = self._dwconv(self.kv(y), self.kv_dw)
+        kv = self._dwconv(self.kv(self._downscaled(x)), self.kv_dw)
         k, v = kv.split(c, dim=-1)  # split (not slicing): its backward concatenates instead of zero-filling
         k = self._normalized(k)
         # gather into regions: (B * nR, heads, L, d) views of token-major (B, nR * L, C) tensors
@@ -138,14 +135,71 @@ class CrossScaleWindowAttention(nn.Module):
         v = v.reshape(b, -1, c).index_select(1, layout.k_src).view(b * n_regions, lk, heads, d).transpose(1, 2)
         bias = self._bias().to(q.dtype)  # heads, M^2, M^2
         mask = None if layout.border_mask is None else layout.border_mask.to(q.dtype)
-        explicit = self.keep_attention or (torch.is_grad_enabled() and any(
-            t.requires_grad for t in (q, k, v, bias)))
+        explicit = self.keep_attention or any(t.requires_grad for t in (q, k, v, bias))
         if explicit:
             out = self._explicit_attention(q, k, v, bias, mask, b, layout, (h, w))
         else:
             out = self._sdpa_attention(q, k, v, bias, mask, b, layout)
         out = out.transpose(1, 2).reshape(b, n_regions * lq, c).index_select(1, layout.q_inv)
         return linear_add(out.view(b, h, w, c), self.proj.weight, residual)
+
+    def _downscaled(self, x: torch.Tensor) -> torch.Tensor:
+        """The key/value source map: ``x`` average-pooled by ``r`` plus ``Linear`` of it (the down-sampling module
+        with shortcut), or an ablation variant; ``x`` itself when ``r = 1``."""
+        if self.ratio > 1 and self.down is not None:  # ablation variant (Table 9 V_ds1..V_ds5)
+            return self.down(x, self.down_proj)
+        if self.ratio > 1:
+            y = F.avg_pool2d(x.permute(0, 3, 1, 2), self.ratio, self.ratio, ceil_mode=True).permute(0, 2, 3, 1)
+            return y + self.down_proj(y)
+        return x
+
+    def _project_strips(self, t: torch.Tensor, linear: nn.Linear, conv: Optional[nn.Conv2d],
+                        scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Inference: ``conv(linear(t))`` (``(B, H, W, C')``) evaluated on row strips into one buffer, with its first
+        ``C`` channels (Q, or K of KV) L2-normalised per head (times ``scale``)."""
+        b, h, w, _ = t.shape
+        out = t.new_empty(b, h, w, linear.out_features)
+        for i in range(b):
+            for r0, r1 in strips(h, w, linear.out_features):
+                if conv is None:
+                    part = linear(t[i:i + 1, r0:r1])
+                else:
+                    a0, a1 = halo(r0, r1, h)
+                    part = depthwise_rows(linear(t[i:i + 1, a0:a1]), conv, r0, r1, h)
+                self._normalized(part[..., :self.dim], scale, out=out[i:i + 1, r0:r1, :, :self.dim])
+                if part.shape[-1] > self.dim:  # V of KV
+                    out[i:i + 1, r0:r1, :, self.dim:] = part[..., self.dim:]
+        return out
+
+    def _forward_chunks(self, x: torch.Tensor, residual: Optional[torch.Tensor], layout, temperature) -> torch.Tensor:
+        """Inference: Q/K/V projections on row strips, then attention, output projection and residual one group
+        of regions at a time (``RegionLayout.chunks``), so no full-size gathered or attention-output map exists."""
+        b, h, w, c = x.shape
+        heads, d, r2 = self.heads, c // self.heads, self.ratio**2
+        q = self._project_strips(x, self.q, self.q_dw, temperature).view(b, h * w, c)
+        kv = self._project_strips(self._downscaled(x), self.kv, self.kv_dw)
+        kv = kv.view(b, -1, 2 * c)
+        lq, lk = r2 * self.window_size**2, self.window_size**2
+        tiled = self._bias().to(q.dtype).repeat(1, r2, 1).unsqueeze(0)  # 1, heads, Lq, Lk
+        out = torch.empty_like(x).view(b, h * w, c)
+        proj_t = self.proj.weight.t()
+        for chunk in layout.chunks(group_size(lq * c * 4)):
+            n = chunk.n_regions
+            mask = tiled.expand(n, -1, -1, -1) if chunk.border_mask is None else tiled + chunk.border_mask
+            for i in range(b):
+                qc = q[i].index_select(0, chunk.q_src).view(n, lq, heads, d).transpose(1, 2)
+                kvc = kv[i].index_select(0, chunk.k_src).view(n, lk, 2, heads, d)
+                kc, vc = kvc[:, :, 0].transpose(1, 2), kvc[:, :, 1].transpose(1, 2)
+                att = F.scaled_dot_product_attention(qc, kc, vc, attn_mask=mask, scale=1.0)  # n, heads, Lq, d
+                att = att.transpose(1, 2).reshape(n * lq, c)
+                if chunk.keep is not None:  # drop queries on padding
+                    att = att.index_select(0, chunk.keep)
+                if residual is None:
+                    rows = torch.mm(att, proj_t)
+                else:
+                    rows = torch.addmm(residual[i].reshape(h * w, c).index_select(0, chunk.pixels), att, proj_t)
+                out[i].index_copy_(0, chunk.pixels, rows)
+        return out.view(b, h, w, c)
 
     def _sdpa_attention(self, q, k, v, bias, mask, b, layout):
         """Fused attention (inference): the bias is tiled over the r^2 query windows and broadcast (a 4-D

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .linear_add import linear_add
+from .row_strips import depthwise_rows, halo, strips
+
+RowSource = Callable[[int, int, int], torch.Tensor]
 
 
 class FeatureEnhancingFFN(nn.Module):
@@ -31,13 +36,26 @@ class FeatureEnhancingFFN(nn.Module):
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, reuse_x1: bool = False) -> torch.Tensor:
         """``reuse_x1=True`` lets inference (no gradient recorded) write the result into ``x1`` (a temporary of
-        the caller), so no new full-size buffer is allocated and paged in."""
+        the caller), so no new full-size buffer is allocated."""
+        if not torch.is_grad_enabled():
+            return self.forward_strips(x1 if reuse_x1 else torch.empty_like(x1),
+                                       lambda i, r0, r1: x1[i:i + 1, r0:r1], lambda i, r0, r1: x2[i:i + 1, r0:r1])
         gate = self.channel_dw(self.channel_in(self.norm_channel(x2)).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        spatial = self.spatial_in(self.norm_spatial(x1))
-        if torch.is_grad_enabled():
-            return linear_add(F.gelu(gate) * spatial, self.proj.weight, x1)
-        hidden = torch._C._nn.gelu_(gate).mul_(spatial)  # inference: in place on the fresh conv output
-        if not reuse_x1:
-            return linear_add(hidden, self.proj.weight, x1)
-        x1_2d = x1.view(-1, x1.shape[-1])  # out= (not addmm_) keeps the op visible to FlopCounterMode as addmm
-        return torch.addmm(x1_2d, hidden.view(-1, hidden.shape[-1]), self.proj.weight.t(), out=x1_2d).view(x1.shape)
+        return linear_add(F.gelu(gate) * self.spatial_in(self.norm_spatial(x1)), self.proj.weight, x1)
+
+    def forward_strips(self, out: torch.Tensor, x1_rows: RowSource, x2_rows: RowSource) -> torch.Tensor:
+        """Inference, one row strip at a time (``row_strips``), into ``out`` ``(B, H, W, C)``. ``x1_rows(i, r0, r1)``
+        and ``x2_rows(i, r0, r1)`` give rows ``r0..r1`` of batch item ``i`` of the inputs as ``(1, rows, W, C)``;
+        ``x1_rows`` may return ``out``'s own rows (each strip reads them before writing them)."""
+        b, h, w, c = out.shape
+        hidden = self.proj.in_features
+        for i in range(b):
+            for r0, r1 in strips(h, w, hidden):
+                gate = depthwise_rows(self.channel_in(self.norm_channel(x2_rows(i, *halo(r0, r1, h)))),
+                                      self.channel_dw, r0, r1, h)
+                x1 = x1_rows(i, r0, r1)
+                act = torch._C._nn.gelu_(gate).mul_(self.spatial_in(self.norm_spatial(x1)))
+                # out= (not addmm_) keeps the op visible to FlopCounterMode as addmm
+                torch.addmm(x1.reshape(-1, c), act.reshape(-1, hidden), self.proj.weight.t(),
+                            out=out[i, r0:r1].view(-1, c))
+        return out

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .linear_add import linear_add
+from .row_strips import depthwise_rows, halo, strips
 
 
 class IntraScaleChannelAttention(nn.Module):
@@ -16,7 +16,12 @@ class IntraScaleChannelAttention(nn.Module):
     Q = DW3x3(Conv1x1(C->C)), K, V = DW3x3(Conv1x1(C->2C)) (computed as one fused 1x1 + depthwise pass, which is
     the same operation and parameter count); q and k are L2-normalised along the spatial axis (applied to the small
     ``d x d`` product instead of the maps), scaled by a learnable per-head temperature, softmax-ed and applied to V;
-    output Linear(C->C). Input and output are channels-last ``(B, H, W, C)``.
+    output Linear(C->C). Applying the attention and the output projection is one ``C x C`` product,
+    ``V @ (blockdiag(A_h^T) W_p^T)``. Input and output are channels-last ``(B, H, W, C)``.
+
+    Inference (no autograd) runs in two passes over row strips (``row_strips``): the first accumulates the
+    ``q^T k`` products and norms and keeps only V, the second applies the mixing matrix; no full-size Q, K or
+    3C-wide map is ever materialised.
     """
 
     def __init__(self, dim: int, heads: int) -> None:
@@ -32,17 +37,59 @@ class IntraScaleChannelAttention(nn.Module):
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``x``: layer-normalised ``(B, H, W, C)``; returns ``(B, H, W, C)`` (``+ residual`` if given)."""
         b, h, w, c = x.shape
-        heads, d = self.heads, c // self.heads
+        if not torch.is_grad_enabled():
+            return self._forward_strips(x, residual)
         qkv = self.qkv_dw(self.qkv(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, h * w, 3 * c)
         q, k, v = qkv.split(c, dim=-1)  # split (not slicing): its backward concatenates instead of zero-filling
-        # spatial L2 norms; square().sum() is ~2x faster than vector_norm over this strided axis on CPU
-        inv_q = q.square().sum(1).clamp_min(1e-24).rsqrt()  # b, c
-        inv_k = k.square().sum(1).clamp_min(1e-24).rsqrt()
-        scale = inv_q.view(b, heads, d, 1) * inv_k.view(b, heads, 1, d) * self.temperature  # b, heads, d, d
-        outs = []
-        # per-head strided views (split, whose backward concatenates) go to bmm without copies
-        for hd, (qh, kh, vh) in enumerate(zip(q.split(d, -1), k.split(d, -1), v.split(d, -1))):
-            attn = (torch.bmm(qh.transpose(1, 2), kh) * scale[:, hd]).softmax(-1)  # b, d, d
-            outs.append(torch.bmm(vh, attn.transpose(1, 2)))  # b, hw, d
-        out = (outs[0] if heads == 1 else torch.cat(outs, -1)).view(b, h, w, c)
-        return linear_add(out, self.proj.weight, residual)
+        d = c // self.heads  # per-head strided views (split, whose backward concatenates) go to bmm without copies
+        gram = torch.stack([torch.bmm(qh.transpose(1, 2), kh) for qh, kh in zip(q.split(d, -1), k.split(d, -1))], 1)
+        # spatial squared L2 norms; square().sum() is ~2x faster than vector_norm over this strided axis on CPU
+        mixing = self._mixing(gram, q.square().sum(1), k.square().sum(1))
+        out = torch.bmm(v, mixing) if residual is None else torch.baddbmm(residual.reshape(b, h * w, c), v, mixing)
+        return out.view(b, h, w, c)
+
+    def _mixing(self, gram: torch.Tensor, sq_q: torch.Tensor, sq_k: torch.Tensor) -> torch.Tensor:
+        """Eq. (2) from the per-head products ``gram = q_h^T k_h`` ``(B, heads, d, d)`` and the squared spatial
+        norms ``(B, C)`` of q and k: returns ``M = blockdiag(A_h^T) W_p^T`` ``(B, C, C)``, so the output is ``V M``."""
+        b, heads, d = gram.shape[0], self.heads, self.dim // self.heads
+        inv_q = sq_q.clamp_min(1e-24).rsqrt().view(b, heads, d, 1)
+        inv_k = sq_k.clamp_min(1e-24).rsqrt().view(b, heads, 1, d)
+        attn = (gram * (inv_q * inv_k * self.temperature)).softmax(-1)  # b, heads, d, d
+        proj_t = self.proj.weight.t().reshape(1, heads, d, self.dim)
+        return torch.matmul(attn.transpose(-1, -2), proj_t).view(b, self.dim, self.dim)
+
+    def _forward_strips(self, x: torch.Tensor, residual: Optional[torch.Tensor]) -> torch.Tensor:
+        """Inference: :meth:`values_and_mixing`, then one product for the whole map."""
+        b, h, w, c = x.shape
+        values, mixing = self.values_and_mixing(x)
+        out = torch.bmm(values, mixing) if residual is None else \
+            torch.baddbmm(residual.reshape(b, h * w, c), values, mixing)
+        return out.view(b, h, w, c)
+
+    def values_and_mixing(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference pass over row strips of ``x`` ``(B, H, W, C)``: accumulates ``q_h^T k_h`` and the norms, keeps
+        only V. Returns V ``(B, H*W, C)`` and the mixing matrix ``M`` ``(B, C, C)``; the output is ``V M``."""
+        b, h, w, c = x.shape
+        heads, d = self.heads, c // self.heads
+        gram = x.new_zeros(b, heads, d, d)
+        sq = x.new_zeros(b, 2 * c)  # squared spatial norms of q and k
+        values = x.new_empty(b, h * w, c)
+        for i in range(b):
+            for r0, r1 in strips(h, w, 3 * c):
+                a0, a1 = halo(r0, r1, h)
+                qkv = depthwise_rows(self.qkv(x[i:i + 1, a0:a1]), self.qkv_dw, r0, r1, h).reshape(-1, 3 * c)
+                q, k, v = qkv.split(c, dim=-1)
+                for hd in range(heads):
+                    gram[i, hd].addmm_(q[:, hd * d:(hd + 1) * d].t(), k[:, hd * d:(hd + 1) * d])
+                values[i, r0 * w:r1 * w] = v
+                sq[i] += qkv[:, :2 * c].square_().sum(0)  # q and k are no longer needed
+        return values, self._mixing(gram, sq[:, :c], sq[:, c:])
+
+    @staticmethod
+    def output_rows(values: torch.Tensor, mixing: torch.Tensor, residual: torch.Tensor, i: int, r0: int,
+                    r1: int) -> torch.Tensor:
+        """Rows ``r0..r1`` of batch item ``i`` of ``residual + V M`` (from :meth:`values_and_mixing`), as a
+        ``(1, r1 - r0, W, C)`` tensor."""
+        w, c = residual.shape[2:]
+        rows = torch.addmm(residual[i, r0:r1].reshape(-1, c), values[i, r0 * w:r1 * w], mixing[i])
+        return rows.view(1, r1 - r0, w, c)

@@ -41,9 +41,25 @@ class PyramidSubBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.norm(x)
-        first, second = self.branches
+        first, second = (getattr(self, name) for name in self.branches)
+        if not torch.is_grad_enabled() and isinstance(first, CrossScaleWindowAttention) and \
+                isinstance(second, IntraScaleChannelAttention) and type(self.fefn) is FeatureEnhancingFFN and \
+                not first.keep_attention:
+            return self._fused_inference(x, y, first, second)
         # the first branch's output is this sub-block's own temporary: FEFN may reuse it in inference
-        return self.fefn(getattr(self, first)(y, residual=x), getattr(self, second)(y, residual=x), reuse_x1=True)
+        return self.fefn(first(y, residual=x), second(y, residual=x), reuse_x1=True)
+
+    def _fused_inference(self, x: torch.Tensor, y: torch.Tensor, cswa: CrossScaleWindowAttention,
+                         isca: IntraScaleChannelAttention) -> torch.Tensor:
+        """Inference: ``x1 = x + CSWA(y)`` and ``x2 = x + ISCA(y)`` are formed strip by strip inside FEFN's row
+        loop (``x1`` in place in CSWA's output buffer, which then receives the result) instead of as full maps."""
+        attended = cswa(y)
+        values, mixing = isca.values_and_mixing(y)
+        return self.fefn.forward_strips(
+            attended,
+            lambda i, r0, r1: attended[i:i + 1, r0:r1].add_(x[i:i + 1, r0:r1]),
+            lambda i, r0, r1: isca.output_rows(values, mixing, x, i, r0, r1),
+        )
 
 
 class PyramidBlock(nn.Module):

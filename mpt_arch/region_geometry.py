@@ -19,8 +19,8 @@ the ``n_border`` others last, so the bias alone serves most regions and a mask i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -49,9 +49,49 @@ class RegionLayout:
     key_xy: torch.Tensor  # (nR, Lk, 2) float, centre of the r x r block a key averages
     query_valid: torch.Tensor  # (nR, Lq) bool
 
+    _chunk_cache: dict = field(default_factory=dict, repr=False, compare=False)
+
     def to(self, device: torch.device) -> RegionLayout:
-        fields = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+        fields = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()
+                  if k != '_chunk_cache'}
         return RegionLayout(**fields)
+
+    def chunks(self, regions_per_chunk: int) -> list[RegionChunk]:
+        """Consecutive groups of at most ``regions_per_chunk`` regions (never mixing masked and unmasked ones),
+        with their gather indices, for evaluating attention a group at a time (cached per group size)."""
+        cached = self._chunk_cache.get(regions_per_chunk)
+        if cached is not None:
+            return cached
+        with torch.inference_mode(False):  # cached tensors must also serve calls outside inference mode
+            chunks = self._build_chunks(max(1, regions_per_chunk))
+        self._chunk_cache[regions_per_chunk] = chunks
+        return chunks
+
+    def _build_chunks(self, per_chunk: int) -> list[RegionChunk]:
+        n, n_plain = self.n_regions, self.n_regions - self.n_border
+        lq, lk = self.q_src.numel() // n, self.k_src.numel() // n
+        chunks = []
+        for lo, hi in ((0, n_plain), (n_plain, n)):
+            for s in range(lo, hi, per_chunk):
+                e = min(hi, s + per_chunk)
+                q_src = self.q_src[s * lq:e * lq]
+                valid = self.query_valid[s:e].flatten()
+                keep = None if bool(valid.all()) else torch.nonzero(valid)[:, 0]
+                mask = None if s < n_plain else self.border_mask[s - n_plain:e - n_plain]
+                chunks.append(RegionChunk(e - s, q_src, self.k_src[s * lk:e * lk], keep,
+                                          q_src if keep is None else q_src[keep], mask))
+        return chunks
+
+
+class RegionChunk(NamedTuple):
+    """A group of consecutive regions of a :class:`RegionLayout` (see :meth:`RegionLayout.chunks`)."""
+
+    n_regions: int
+    q_src: torch.Tensor  # (n * Lq,) source pixel of each query slot
+    k_src: torch.Tensor  # (n * Lk,) source pixel of each key slot in the down-scaled map
+    keep: Optional[torch.Tensor]  # query slots that are real pixels (None: all of them)
+    pixels: torch.Tensor  # the real pixels those slots hold, in slot order
+    border_mask: Optional[torch.Tensor]  # (n, 1, Lq, Lk) for masked regions, else None
 
 
 def _partition(grid: torch.Tensor, ratio: int, window_size: int) -> torch.Tensor:
