@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import mpt_arch.row_strips as row_strips
 from mpt_arch.cswa import CrossScaleWindowAttention
 
 M = 4
@@ -53,7 +54,11 @@ def test_one_to_many_pairing_matches_window_loop(scale):
 @pytest.mark.parametrize('scale', [1, 0.5, 0.25])
 @pytest.mark.parametrize('shifted', [False, True])
 @pytest.mark.parametrize('size', [(32, 48), (37, 45)])
-def test_explicit_path_equals_sdpa_path(scale, shifted, size):
+@pytest.mark.parametrize('budget', [None, 1])
+def test_explicit_path_equals_sdpa_path(monkeypatch, scale, shifted, size, budget):
+    """Explicit attention against inference (row strips, region groups: one region each with budget 1)."""
+    if budget is not None:
+        monkeypatch.setattr(row_strips, 'STRIP_BYTES', budget)
     mod = _module(scale, shifted)
     x = torch.randn(2, *size, 8)
     with torch.no_grad():
