@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 STRIP_BYTES = 4 << 20
@@ -39,12 +38,10 @@ def halo(r0: int, r1: int, height: int) -> tuple[int, int]:
 def depthwise_rows(t: torch.Tensor, conv: nn.Conv2d, r0: int, r1: int, height: int) -> torch.Tensor:
     """Rows ``r0..r1`` of ``conv`` (3x3, padding 1) applied to a full map of ``height`` rows, given only
     ``t`` = that map's rows ``halo(r0, r1, height)``, channels-last ``(B, rows, W, C)``; returns ``(B, r1-r0, W, C)``.
-    Zero padding is added only where the strip touches the map's top or bottom edge."""
+    The conv pads the strip by one zero row on each side; output rows next to a padding row that is not the map's
+    own edge are dropped."""
     if conv.kernel_size != (3, 3) or conv.padding != (1, 1):
         raise ValueError(f'depthwise_rows needs a 3x3 conv with padding 1, got {conv}')
-    t = t.permute(0, 3, 1, 2)
-    top, bottom = int(r0 == 0), int(r1 == height)
-    if top or bottom:
-        t = F.pad(t, (0, 0, top, bottom))
-    out = F.conv2d(t, conv.weight, conv.bias, padding=(0, 1), groups=conv.groups)
-    return out.permute(0, 2, 3, 1)
+    out = conv(t.permute(0, 3, 1, 2))  # channels-last memory: a row range of it is contiguous
+    first = r0 - max(0, r0 - 1)
+    return out[:, :, first:first + r1 - r0].permute(0, 2, 3, 1)
