@@ -226,8 +226,10 @@ class CrossScaleWindowAttention(nn.Module):
         r2, n, nb = self.ratio**2, layout.n_regions, layout.n_border
         lq, lk = q.shape[2], k.shape[2]
         outs, weights = [], []
-        # unbind (not indexing): its backward stacks instead of zero-filling a full-size gradient per head
-        for hd, (qh, kh, vh) in enumerate(zip(q.unbind(1), k.unbind(1), v.unbind(1))):
+        # unbind (not indexing): its backward stacks instead of zero-filling a full-size gradient per head; one
+        # head: squeeze, a view both ways
+        per_head = (lambda t: t.unbind(1)) if self.heads > 1 else (lambda t: (t.squeeze(1),))
+        for hd, (qh, kh, vh) in enumerate(zip(per_head(q), per_head(k), per_head(v))):
             attn = torch.bmm(qh, kh.transpose(1, 2))  # B*nR, Lq, Lk
             attn = attn.view(b * n, r2, lk, lk) + bias[hd]  # bias tiled over the r^2 query windows
             attn = attn.view(b, n, lq, lk)
@@ -242,4 +244,5 @@ class CrossScaleWindowAttention(nn.Module):
             self.last_query_xy, self.last_key_xy = layout.query_xy, layout.key_xy
             self.last_query_valid = layout.query_valid
             self.last_map_size = tuple(map_size)
-        return torch.stack(outs, 2).transpose(1, 2)  # memory (B*nR, Lq, heads, d): the merge below is a view
+        out = torch.stack(outs, 2) if len(outs) > 1 else outs[0].unsqueeze(2)
+        return out.transpose(1, 2)  # memory (B*nR, Lq, heads, d): the merge below is a view
