@@ -17,6 +17,9 @@ import mpt_plugin.compat  # noqa: F401  (before any basicsr import)
 
 def _prepare(argv: Optional[List[str]], prog: str) -> None:
     from mpt_plugin import autoload, patches
+    from mpt_plugin.malloc_reuse import keep_freed_memory
+
+    keep_freed_memory()  # reuse freed tensor memory instead of paging it in again (MPT_KEEP_FREED_MEMORY=0: off)
 
     if argv is not None:
         sys.argv[:] = [prog, *argv]

@@ -226,6 +226,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry point of ``mpt-deblur``."""
     args = parse_args(argv)  # before the heavy imports, so --help is quick
+    from mpt_plugin.malloc_reuse import keep_freed_memory
+
+    keep_freed_memory()  # reuse freed tensor memory instead of paging it in again (MPT_KEEP_FREED_MEMORY=0: off)
     import torch
     from tqdm import tqdm
 

@@ -81,6 +81,9 @@ def _peak_rss_mb() -> float:
 
 def worker(task: dict) -> dict:
     """One measurement (runs in a fresh subprocess)."""
+    from mpt_plugin.malloc_reuse import keep_freed_memory
+
+    keep_freed_memory(task['keep_freed_memory'])  # as the plugin's entry points do (before torch allocates)
     import torch
 
     torch.manual_seed(0)
@@ -170,6 +173,9 @@ def main(argv=None) -> int:
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0 = torch default)')
     parser.add_argument('--no-train', action='store_true', help='skip the train-step measurement')
+    parser.add_argument('--default-allocator', action='store_true',
+                        help="leave glibc's malloc as it is (by default it keeps freed memory for reuse, as the "
+                             "plugin's entry points do: mpt_plugin.malloc_reuse)")
     parser.add_argument('--no-flops', action='store_true', help='skip the FLOP count')
     parser.add_argument('--quick', action='store_true', help='smoke run: 32x32, batch 1 x 32, one repeat')
     parser.add_argument('--json', metavar='PATH', help='also write the results as JSON')
@@ -188,11 +194,16 @@ def main(argv=None) -> int:
     sizes = args.sizes or [(256, 256)]
     if args.repeats < 1 or args.warmup < 0 or args.batch < 1 or args.patch < 1:
         parser.error('--repeats, --batch and --patch must be >= 1 and --warmup >= 0')
-    base = dict(device=args.device, threads=args.threads, warmup=args.warmup, repeats=args.repeats)
+    from mpt_plugin.malloc_reuse import keep_freed_memory
+
+    keep_freed = keep_freed_memory(not args.default_allocator)  # whether it applies here (workers do the same)
+    base = dict(device=args.device, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
+                keep_freed_memory=keep_freed)
     import torch
 
     env = {
         'torch': torch.__version__, 'device': args.device, 'threads': args.threads or torch.get_num_threads(),
+        'malloc_keeps_freed_memory': keep_freed,
         'cpu': platform.processor() or platform.machine(), 'load_avg_at_start': os.getloadavg(),
     }
     if args.device == 'cuda':
@@ -237,7 +248,8 @@ def main(argv=None) -> int:
                      f'| {r["cpu_seconds"]:.2f} | {r["peak_mb"]:.0f} |')
     print('\n'.join(lines))
     print(f'\n{args.device}, torch {env["torch"]}, {env["threads"]} threads; load average at start/end: '
-          f'{env["load_avg_at_start"][0]:.2f} / {env["load_avg_at_end"][0]:.2f}')
+          f'{env["load_avg_at_start"][0]:.2f} / {env["load_avg_at_end"][0]:.2f}; malloc: '
+          + ('keeps freed memory (mpt_plugin.malloc_reuse)' if keep_freed else 'default'))
     for name in args.models:
         print(f'{name}: {MODEL_NOTES[name]}')
     print('GFLOPs: torch.utils.flop_counter (2 per multiply-accumulate, attention matmuls included).')
