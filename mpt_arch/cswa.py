@@ -11,7 +11,7 @@ from torch import nn
 
 from .ablation import DOWNSAMPLE_VARIANTS, DownsampleVariant, check_choice, check_flag
 from .linear_add import linear_add
-from .region_geometry import region_layout, relative_position_index
+from .region_geometry import RegionLayout, region_layout, relative_position_index
 from .row_strips import depthwise_rows, group_size, halo, strips
 
 
@@ -46,6 +46,9 @@ class CrossScaleWindowAttention(nn.Module):
 
     Ablation switches (supplementary Table 9; defaults are the paper's CSWA): ``downsample`` picks a down-sampling
     variant (``ablation.DownsampleVariant``), ``npconv=False`` drops the two depthwise 3x3 convs.
+
+    Inference (no autograd) never builds a full-size gathered map: the projections run on row strips and the
+    attention, output projection and scatter back to pixels one group of regions at a time (``row_strips``).
 
     Analysis hooks: set ``keep_attention = True`` to compute attention explicitly and keep, for the last call,
     ``last_attention`` (softmax weights ``(B, nRegions, heads, r^2 M^2, M^2)``), ``last_query_xy``
@@ -171,7 +174,8 @@ class CrossScaleWindowAttention(nn.Module):
                     out[i:i + 1, r0:r1, :, self.dim:] = part[..., self.dim:]
         return out
 
-    def _forward_chunks(self, x: torch.Tensor, residual: Optional[torch.Tensor], layout, temperature) -> torch.Tensor:
+    def _forward_chunks(self, x: torch.Tensor, residual: Optional[torch.Tensor], layout: RegionLayout,
+                        temperature: torch.Tensor) -> torch.Tensor:
         """Inference: Q/K/V projections on row strips, then attention, output projection and residual one group
         of regions at a time (``RegionLayout.chunks``), so no full-size gathered or attention-output map exists."""
         b, h, w, c = x.shape
