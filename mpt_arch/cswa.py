@@ -138,11 +138,7 @@ class CrossScaleWindowAttention(nn.Module):
         v = v.reshape(b, -1, c).index_select(1, layout.k_src).view(b * n_regions, lk, heads, d).transpose(1, 2)
         bias = self._bias().to(q.dtype)  # heads, M^2, M^2
         mask = None if layout.border_mask is None else layout.border_mask.to(q.dtype)
-        explicit = self.keep_attention or any(t.requires_grad for t in (q, k, v, bias))
-        if explicit:
-            out = self._explicit_attention(q, k, v, bias, mask, b, layout, (h, w))
-        else:
-            out = self._sdpa_attention(q, k, v, bias, mask, b, layout)
+        out = self._explicit_attention(q, k, v, bias, mask, b, layout, (h, w))
         out = out.transpose(1, 2).reshape(b, n_regions * lq, c).index_select(1, layout.q_inv)
         return linear_add(out.view(b, h, w, c), self.proj.weight, residual)
 
@@ -204,25 +200,6 @@ class CrossScaleWindowAttention(nn.Module):
                     rows = torch.addmm(residual[i].reshape(h * w, c).index_select(0, chunk.pixels), att, proj_t)
                 out[i].index_copy_(0, chunk.pixels, rows)
         return out.view(b, h, w, c)
-
-    def _sdpa_attention(self, q, k, v, bias, mask, b, layout):
-        """Fused attention (inference): the bias is tiled over the r^2 query windows and broadcast (a 4-D
-        expanded mask keeps PyTorch's CPU flash kernel; a 3-D one falls back to the slow math path)."""
-        r2 = self.ratio**2
-        tiled = bias.repeat(1, r2, 1).unsqueeze(0)  # 1, heads, Lq, Lk
-        n, nb = layout.n_regions, layout.n_border
-        if mask is None:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=tiled.expand(q.shape[0], -1, -1, -1), scale=1.0)
-        border_mask = tiled + mask  # n_border, heads, Lq, Lk
-        outs = []
-        for i in range(b):
-            sl = slice(i * n, i * n + n - nb)
-            if n > nb:
-                outs.append(F.scaled_dot_product_attention(
-                    q[sl], k[sl], v[sl], attn_mask=tiled.expand(n - nb, -1, -1, -1), scale=1.0))
-            sl = slice(i * n + n - nb, (i + 1) * n)
-            outs.append(F.scaled_dot_product_attention(q[sl], k[sl], v[sl], attn_mask=border_mask, scale=1.0))
-        return torch.cat(outs) if len(outs) > 1 else outs[0]
 
     def _explicit_attention(self, q, k, v, bias, mask, b, layout, map_size):
         """Softmax(q k^T + B + mask) v computed explicitly (training, and the analysis hooks), one head at a time

@@ -44,9 +44,7 @@ class IntraScaleChannelAttention(nn.Module):
         d = c // self.heads  # per-head strided views (split, whose backward concatenates) go to bmm without copies
         gram = torch.stack([torch.bmm(qh.transpose(1, 2), kh) for qh, kh in zip(q.split(d, -1), k.split(d, -1))], 1)
         # spatial squared L2 norms; square().sum() is ~2x faster than vector_norm over this strided axis on CPU
-        mixing = self._mixing(gram, q.square().sum(1), k.square().sum(1))
-        out = torch.bmm(v, mixing) if residual is None else torch.baddbmm(residual.reshape(b, h * w, c), v, mixing)
-        return out.view(b, h, w, c)
+        return self._mixed(v, self._mixing(gram, q.square().sum(1), k.square().sum(1)), residual, x.shape)
 
     def _mixing(self, gram: torch.Tensor, sq_q: torch.Tensor, sq_k: torch.Tensor) -> torch.Tensor:
         """Eq. (2) from the per-head products ``gram = q_h^T k_h`` ``(B, heads, d, d)`` and the squared spatial
@@ -60,11 +58,15 @@ class IntraScaleChannelAttention(nn.Module):
 
     def _forward_strips(self, x: torch.Tensor, residual: Optional[torch.Tensor]) -> torch.Tensor:
         """Inference: :meth:`values_and_mixing`, then one product for the whole map."""
-        b, h, w, c = x.shape
-        values, mixing = self.values_and_mixing(x)
+        return self._mixed(*self.values_and_mixing(x), residual, x.shape)
+
+    @staticmethod
+    def _mixed(values: torch.Tensor, mixing: torch.Tensor, residual: Optional[torch.Tensor],
+               shape: torch.Size) -> torch.Tensor:
+        """``V M (+ residual)`` for ``V`` ``(B, H*W, C)``, viewed as ``shape`` ``(B, H, W, C)``."""
         out = torch.bmm(values, mixing) if residual is None else \
-            torch.baddbmm(residual.reshape(b, h * w, c), values, mixing)
-        return out.view(b, h, w, c)
+            torch.baddbmm(residual.reshape(values.shape), values, mixing)
+        return out.view(shape)
 
     def values_and_mixing(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference pass over row strips of ``x`` ``(B, H, W, C)``: accumulates ``q_h^T k_h`` and the norms, keeps

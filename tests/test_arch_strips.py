@@ -50,6 +50,7 @@ def test_isca_inference_equals_training_path(small_strips):
         mod.temperature.uniform_(0.5, 2.0)
     x, res = torch.randn(2, 7, 5, 12), torch.randn(2, 7, 5, 12)
     expected = mod(x, residual=res)  # autograd path: whole maps
+    torch.testing.assert_close(mod(x), expected - res, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
         torch.testing.assert_close(mod(x, residual=res), expected, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(mod(x), expected - res, rtol=1e-5, atol=1e-5)
