@@ -20,14 +20,14 @@ STRIP_BYTES = 4 << 20
 def strips(height: int, width: int, channels: int, budget: int | None = None) -> Iterator[tuple[int, int]]:
     """``(r0, r1)`` row ranges covering ``0..height`` whose ``(r1 - r0) x width x channels`` float32 block fits
     ``budget`` bytes (``STRIP_BYTES`` by default); at least one row each."""
-    rows = group_size(width * channels * 4) if budget is None else max(1, budget // max(1, width * channels * 4))
+    rows = group_size(width * channels * 4, budget)
     for r0 in range(0, height, rows):
         yield r0, min(height, r0 + rows)
 
 
-def group_size(item_bytes: int) -> int:
-    """How many items of ``item_bytes`` each one group of about ``STRIP_BYTES`` holds (at least one)."""
-    return max(1, STRIP_BYTES // max(1, item_bytes))
+def group_size(item_bytes: int, budget: int | None = None) -> int:
+    """How many items of ``item_bytes`` each fit in ``budget`` bytes (``STRIP_BYTES`` by default); at least one."""
+    return max(1, (STRIP_BYTES if budget is None else budget) // max(1, item_bytes))
 
 
 def halo(r0: int, r1: int, height: int) -> tuple[int, int]:
