@@ -13,6 +13,7 @@ from .ablation import DOWNSAMPLE_VARIANTS, DownsampleVariant, check_choice, chec
 from .linear_add import linear_add
 from .region_geometry import RegionLayout, region_layout, relative_position_index
 from .row_strips import depthwise_rows, group_size, halo, strips
+from .token_gather import gather_tokens
 
 
 def scale_ratio(scale: float) -> int:
@@ -130,16 +131,18 @@ class CrossScaleWindowAttention(nn.Module):
             return self._forward_chunks(x, residual, layout, temperature)
         q = self._normalized(self._dwconv(self.q(x), self.q_dw), temperature)
         kv = self._dwconv(self.kv(self._downscaled(x)), self.kv_dw)
+        # gather into regions (token_gather: the backward is a gather too), then (B * nR, heads, L, d) views
+        q = gather_tokens(q.reshape(b, h * w, c), layout.q_src, layout.q_inv)
+        q = q.view(b * n_regions, lq, heads, d).transpose(1, 2)
+        kv = gather_tokens(kv.reshape(b, -1, 2 * c), layout.k_src, layout.k_inv)
         k, v = kv.split(c, dim=-1)  # split (not slicing): its backward concatenates instead of zero-filling
-        k = self._normalized(k)
-        # gather into regions: (B * nR, heads, L, d) views of token-major (B, nR * L, C) tensors
-        q = q.reshape(b, h * w, c).index_select(1, layout.q_src).view(b * n_regions, lq, heads, d).transpose(1, 2)
-        k = k.reshape(b, -1, c).index_select(1, layout.k_src).view(b * n_regions, lk, heads, d).transpose(1, 2)
-        v = v.reshape(b, -1, c).index_select(1, layout.k_src).view(b * n_regions, lk, heads, d).transpose(1, 2)
+        k = self._normalized(k.unsqueeze(1)).view(b * n_regions, lk, heads, d).transpose(1, 2)
+        v = v.reshape(b * n_regions, lk, heads, d).transpose(1, 2)
         bias = self._bias().to(q.dtype)  # heads, M^2, M^2
         mask = None if layout.border_mask is None else layout.border_mask.to(q.dtype)
         out = self._explicit_attention(q, k, v, bias, mask, b, layout, (h, w))
-        out = out.transpose(1, 2).reshape(b, n_regions * lq, c).index_select(1, layout.q_inv)
+        out = gather_tokens(out.transpose(1, 2).reshape(b, n_regions * lq, c), layout.q_inv, layout.q_src,
+                            layout.q_pad)
         return linear_add(out.view(b, h, w, c), self.proj.weight, residual)
 
     def _downscaled(self, x: torch.Tensor) -> torch.Tensor:

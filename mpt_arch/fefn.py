@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layer_norm import ChannelLayerNorm
 from .linear_add import linear_add
 from .row_strips import depthwise_rows, halo, strips
 
@@ -27,8 +28,8 @@ class FeatureEnhancingFFN(nn.Module):
         hidden = int(dim * expansion)
         if hidden < 1:
             raise ValueError(f'FEFN expansion {expansion!r} gives no hidden channels for dim {dim}')
-        self.norm_spatial = nn.LayerNorm(dim)
-        self.norm_channel = nn.LayerNorm(dim)
+        self.norm_spatial = ChannelLayerNorm(dim)
+        self.norm_channel = ChannelLayerNorm(dim)
         self.spatial_in = nn.Linear(dim, hidden, bias=False)
         self.channel_in = nn.Linear(dim, hidden, bias=False)
         self.channel_dw = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden, bias=False)

@@ -11,6 +11,7 @@ from .ablation import FFN_VARIANTS, FFNVariant, branch_slots, check_choice, chec
 from .cswa import CrossScaleWindowAttention
 from .fefn import FeatureEnhancingFFN
 from .isca import IntraScaleChannelAttention
+from .layer_norm import ChannelLayerNorm
 
 
 class PyramidSubBlock(nn.Module):
@@ -26,7 +27,7 @@ class PyramidSubBlock(nn.Module):
         attention: str = 'cswa+isca', ffn: str = 'fefn', downsample: str = 'avgpool', npconv: bool = True,
     ) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
+        self.norm = ChannelLayerNorm(dim)
         self.branches = tuple(name for name, _ in branch_slots(attention))
         for name, kind in branch_slots(attention):
             if kind == 'isca':

@@ -42,6 +42,8 @@ class RegionLayout:
     q_src: torch.Tensor  # (nR * Lq,) flat source pixel of every query slot (padding -> 0)
     k_src: torch.Tensor  # (nR * Lk,) flat source pixel of every key slot in the down-scaled map (padding -> 0)
     q_inv: torch.Tensor  # (H * W,) query slot of every real pixel
+    k_inv: torch.Tensor  # (Hk * Wk,) key slot of every real down-scaled pixel
+    q_pad: Optional[torch.Tensor]  # query slots holding padding (None: none)
     n_regions: int
     n_border: int  # the last n_border regions need ``border_mask``
     border_mask: Optional[torch.Tensor]  # (n_border, 1, Lq, Lk) additive, float32
@@ -136,7 +138,8 @@ def build_region_layout(height: int, width: int, ratio: int, window_size: int, s
     k_lab = torch.where(k_valid, k_lab, torch.full_like(k_lab, -1))
     needs_mask = (q_lab.amin(1) != q_lab.amax(1)) | (k_lab.amin(1) != k_lab.amax(1)) | (q_lab[:, 0] != k_lab[:, 0])
     order = torch.cat([torch.nonzero(~needs_mask)[:, 0], torch.nonzero(needs_mask)[:, 0]])
-    q_yx, k_yx, q_lab, k_lab, q_valid = q_yx[order], k_yx[order], q_lab[order], k_lab[order], q_valid[order]
+    q_yx, k_yx, q_lab, k_lab = q_yx[order], k_yx[order], q_lab[order], k_lab[order]
+    q_valid, k_valid = q_valid[order], k_valid[order]
     n_border = int(needs_mask.sum())
     border_mask = None
     if n_border:
@@ -147,9 +150,13 @@ def build_region_layout(height: int, width: int, ratio: int, window_size: int, s
     slots = torch.arange(q_src.numel())[q_valid.flatten()]
     q_inv = torch.empty(height * width, dtype=torch.long)
     q_inv[q_src[q_valid.flatten()]] = slots
+    k_inv = torch.empty(hk * wk, dtype=torch.long)
+    k_inv[k_src[k_valid.flatten()]] = torch.arange(k_src.numel())[k_valid.flatten()]
+    q_pad = None if bool(q_valid.all()) else torch.nonzero(~q_valid.flatten())[:, 0]
     query_xy = q_yx.flip(-1).float()
     key_xy = k_yx.flip(-1).float() * r + (r - 1) / 2
-    return RegionLayout(q_src, k_src, q_inv, q_yx.shape[0], n_border, border_mask, query_xy, key_xy, q_valid)
+    return RegionLayout(q_src, k_src, q_inv, k_inv, q_pad, q_yx.shape[0], n_border, border_mask, query_xy, key_xy,
+                        q_valid)
 
 
 _LAYOUT_CACHE: dict = {}

@@ -1,10 +1,13 @@
-"""CSWA: cross-scale pairing, locality, shift regions, explicit path == SDPA path."""
+"""CSWA: cross-scale pairing (also on padded sizes), region layout, locality, shift regions, explicit path == SDPA
+path, gather backward."""
 
 import pytest
 import torch
 
+import mpt_arch.cswa as cswa_module
 import mpt_arch.row_strips as row_strips
-from mpt_arch.cswa import CrossScaleWindowAttention
+from mpt_arch.cswa import CrossScaleWindowAttention, scale_ratio
+from mpt_arch.region_geometry import build_region_layout
 
 M = 4
 
@@ -17,38 +20,97 @@ def _module(scale, shifted, dim=8, heads=2):
 
 
 def _naive_cswa(mod, x):
-    """Window-by-window reference for the unshifted, unpadded case: query window (i, j) attends to the
-    key window (i // r, j // r) of the down-scaled map."""
+    """Window-by-window reference for the unshifted case: query window (i, j) attends to the key window
+    (i // r, j // r) of the down-scaled map (ceil-mode pooling). At a border, windows are clipped to the map: the
+    queries and keys that exist, with their entries of the M^2 x M^2 relative position bias."""
     r, heads = mod.ratio, mod.heads
     b, h, w, c = x.shape
     d = c // heads
     q = mod._dwconv(mod.q(x), mod.q_dw)
-    y = torch.nn.functional.avg_pool2d(x.permute(0, 3, 1, 2), r).permute(0, 2, 3, 1) if r > 1 else x
+    y = torch.nn.functional.avg_pool2d(x.permute(0, 3, 1, 2), r, ceil_mode=True).permute(0, 2, 3, 1) if r > 1 else x
     if r > 1:
         y = y + mod.down_proj(y)
     k, v = mod._dwconv(mod.kv(y), mod.kv_dw).split(c, -1)
     temp = mod.logit_scale.clamp(max=torch.log(torch.tensor(100.0))).exp()
-    bias = mod._bias()
+    bias = mod._bias().view(heads, M, M, M, M)
     out = torch.zeros_like(q)
-    for i in range(h // M):
-        for j in range(w // M):
+    for i in range(-(-h // M)):
+        for j in range(-(-w // M)):
             qi, qj = i // r, j // r
-            qw = q[:, i * M:(i + 1) * M, j * M:(j + 1) * M].reshape(b, M * M, heads, d).transpose(1, 2)
-            kw = k[:, qi * M:(qi + 1) * M, qj * M:(qj + 1) * M].reshape(b, M * M, heads, d).transpose(1, 2)
-            vw = v[:, qi * M:(qi + 1) * M, qj * M:(qj + 1) * M].reshape(b, M * M, heads, d).transpose(1, 2)
-            qw = torch.nn.functional.normalize(qw, dim=-1) * temp.view(1, heads, 1, 1)
-            kw = torch.nn.functional.normalize(kw, dim=-1)
-            att = (qw @ kw.transpose(-2, -1) + bias).softmax(-1)
-            out[:, i * M:(i + 1) * M, j * M:(j + 1) * M] = (att @ vw).transpose(1, 2).reshape(b, M, M, c)
+            qw = q[:, i * M:(i + 1) * M, j * M:(j + 1) * M]
+            kw = k[:, qi * M:(qi + 1) * M, qj * M:(qj + 1) * M]
+            vw = v[:, qi * M:(qi + 1) * M, qj * M:(qj + 1) * M]
+            (qh, qw_), (kh, kw_) = qw.shape[1:3], kw.shape[1:3]
+            bw = bias[:, :qh, :qw_, :kh, :kw_].reshape(heads, qh * qw_, kh * kw_)
+            qt = torch.nn.functional.normalize(qw.reshape(b, -1, heads, d).transpose(1, 2), dim=-1)
+            kt = torch.nn.functional.normalize(kw.reshape(b, -1, heads, d).transpose(1, 2), dim=-1)
+            vt = vw.reshape(b, -1, heads, d).transpose(1, 2)
+            att = (qt * temp.view(1, heads, 1, 1) @ kt.transpose(-2, -1) + bw).softmax(-1)
+            out[:, i * M:(i + 1) * M, j * M:(j + 1) * M] = (att @ vt).transpose(1, 2).reshape(b, qh, qw_, c)
     return mod.proj(out)
 
 
 @pytest.mark.parametrize('scale', [1, 0.5, 0.25])
-def test_one_to_many_pairing_matches_window_loop(scale):
+@pytest.mark.parametrize('size', [(32, 48), (37, 45), (21, 30)])
+def test_one_to_many_pairing_matches_window_loop(scale, size):
+    """Inference and training paths against the window loop, on whole regions and on sizes that need padding."""
     mod = _module(scale, False)
-    x = torch.randn(2, 32, 48, 8)
+    x = torch.randn(2, *size, 8)
+    ref = _naive_cswa(mod, x)
     with torch.no_grad():
-        torch.testing.assert_close(mod(x), _naive_cswa(mod, x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(mod(x), ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(mod(x), ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('scale', [1, 0.5, 0.25])
+@pytest.mark.parametrize('shifted', [False, True])
+@pytest.mark.parametrize('size', [(32, 48), (37, 45), (130, 70)])
+def test_layout_gathers_every_pixel_once(scale, shifted, size):
+    """Every real query pixel and every real key (down-scaled pixel) fills exactly one slot; the inverse indices
+    undo the gathers; padded keys are masked for every query of their region."""
+    r = scale_ratio(scale)
+    h, w = size
+    hk, wk = -(-h // r), -(-w // r)
+    lay = build_region_layout(h, w, r, M, shifted)
+    valid_q = lay.query_valid.flatten()
+    assert torch.equal(lay.q_src[valid_q].sort().values, torch.arange(h * w))
+    assert torch.equal(lay.q_src[lay.q_inv], torch.arange(h * w))
+    assert torch.equal(lay.k_src[lay.k_inv], torch.arange(hk * wk))
+    assert torch.equal(lay.k_inv.sort().values.unique(), lay.k_inv.sort().values)  # one slot per key
+    pad_k = torch.ones(lay.k_src.numel(), dtype=torch.bool)
+    pad_k[lay.k_inv] = False
+    pad_k = pad_k.view(lay.n_regions, M * M)
+    plain = lay.n_regions - lay.n_border
+    assert not pad_k[:plain].any()
+    if lay.n_border:
+        masked = (lay.border_mask[:, 0] < 0).all(1)  # (nBorder, Lk): key masked for every query
+        assert (masked | ~pad_k[plain:]).all()
+    assert (lay.q_pad is None) == bool(valid_q.all())
+    if lay.q_pad is not None:
+        assert torch.equal(lay.q_pad, torch.nonzero(~valid_q)[:, 0])
+
+
+@pytest.mark.parametrize('scale', [1, 0.5, 0.25])
+@pytest.mark.parametrize('shifted', [False, True])
+@pytest.mark.parametrize('size', [(32, 48), (37, 45)])
+def test_gather_backward_equals_index_select_autograd(monkeypatch, scale, shifted, size):
+    """token_gather's inverse-gather backward gives the gradients autograd gives through plain index_select."""
+    mod = _module(scale, shifted)
+    x = torch.randn(2, *size, 8, requires_grad=True)
+    res = torch.randn(2, *size, 8, requires_grad=True)
+    g = torch.randn(2, *size, 8)
+
+    def grads():
+        mod.zero_grad()
+        x.grad = res.grad = None
+        mod(x, residual=res).backward(g)
+        return [x.grad.clone(), res.grad.clone()] + [p.grad.clone() for p in mod.parameters()]
+
+    fast = grads()
+    monkeypatch.setattr(cswa_module, 'gather_tokens', lambda src, index, *_: src.index_select(1, index))
+    slow = grads()
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize('scale', [1, 0.5, 0.25])
