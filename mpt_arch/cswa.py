@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .ablation import DOWNSAMPLE_VARIANTS, DownsampleVariant, check_choice, check_flag
+from .head_norm import normalize_heads
 from .linear_add import linear_add
 from .region_geometry import RegionLayout, region_layout, relative_position_index
 from .row_strips import depthwise_rows, group_size, halo, strips
@@ -109,16 +110,9 @@ class CrossScaleWindowAttention(nn.Module):
 
     def _normalized(self, t: torch.Tensor, scale: Optional[torch.Tensor] = None,
                     out: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """L2-normalise each head's ``d`` channels of a ``(B, H, W, C)`` map (times a per-head ``scale``), into
-        ``out`` if given (inference)."""
-        b, h, w, c = t.shape
-        t = t.view(b, h, w, self.heads, c // self.heads)
-        inv = torch.linalg.vector_norm(t, dim=-1, keepdim=True).clamp_min(1e-6).reciprocal()
-        if scale is not None:
-            inv = inv * scale.view(self.heads, 1)
-        if out is None:
-            return (t * inv).view(b, h, w, c)
-        return torch.mul(t, inv, out=out.view(b, h, w, self.heads, c // self.heads))
+        """L2-normalise each head's ``d`` channels of a ``(..., C)`` map (times a per-head ``scale``), into ``out``
+        if given (inference); ``head_norm``."""
+        return normalize_heads(t, self.heads, scale, out)
 
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``x``: layer-normalised features ``(B, H, W, C)``; returns ``(B, H, W, C)`` (``+ residual`` if given)."""
@@ -136,7 +130,7 @@ class CrossScaleWindowAttention(nn.Module):
         q = q.view(b * n_regions, lq, heads, d).transpose(1, 2)
         kv = gather_tokens(kv.reshape(b, -1, 2 * c), layout.k_src, layout.k_inv)
         k, v = kv.split(c, dim=-1)  # split (not slicing): its backward concatenates instead of zero-filling
-        k = self._normalized(k.unsqueeze(1)).view(b * n_regions, lk, heads, d).transpose(1, 2)
+        k = self._normalized(k).view(b * n_regions, lk, heads, d).transpose(1, 2)
         v = v.reshape(b * n_regions, lk, heads, d).transpose(1, 2)
         bias = self._bias().to(q.dtype)  # heads, M^2, M^2
         mask = None if layout.border_mask is None else layout.border_mask.to(q.dtype)

@@ -41,8 +41,12 @@ class IntraScaleChannelAttention(nn.Module):
             return self._forward_strips(x, residual)
         qkv = self.qkv_dw(self.qkv(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, h * w, 3 * c)
         q, k, v = qkv.split(c, dim=-1)  # split (not slicing): its backward concatenates instead of zero-filling
-        d = c // self.heads  # per-head strided views (split, whose backward concatenates) go to bmm without copies
-        gram = torch.stack([torch.bmm(qh.transpose(1, 2), kh) for qh, kh in zip(q.split(d, -1), k.split(d, -1))], 1)
+        if self.heads == 1:  # no per-head split and stack (their backward copies)
+            gram = torch.bmm(q.transpose(1, 2), k).unsqueeze(1)
+        else:  # per-head strided views (split, whose backward concatenates) go to bmm without copies
+            d = c // self.heads
+            gram = torch.stack([torch.bmm(qh.transpose(1, 2), kh)
+                                for qh, kh in zip(q.split(d, -1), k.split(d, -1))], 1)
         # spatial squared L2 norms; square().sum() is ~2x faster than vector_norm over this strided axis on CPU
         return self._mixed(v, self._mixing(gram, q.square().sum(1), k.square().sum(1)), residual, x.shape)
 

@@ -1,5 +1,6 @@
 """ISCA (Eq. 2) and FEFN (Eq. 3) against direct transcriptions of the paper's formulas."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -7,20 +8,29 @@ from mpt_arch.fefn import FeatureEnhancingFFN
 from mpt_arch.isca import IntraScaleChannelAttention
 
 
-def test_isca_matches_formula():
+@pytest.mark.parametrize('heads', [1, 3])
+def test_isca_matches_formula(heads):
+    """Output and gradients (input and every parameter) against the formula, one head and several."""
     torch.manual_seed(1)
-    mod = IntraScaleChannelAttention(12, 3)
+    mod = IntraScaleChannelAttention(12, heads)
     with torch.no_grad():
         mod.temperature.uniform_(0.5, 2.0)
-    x = torch.randn(2, 9, 7, 12)
+    d = 12 // heads
+    x = torch.randn(2, 9, 7, 12, requires_grad=True)
     qkv = mod.qkv_dw(mod.qkv(x).permute(0, 3, 1, 2))  # b, 3c, h, w
     q, k, v = qkv.flatten(2).chunk(3, dim=1)  # b, c, hw each
-    q = F.normalize(q.reshape(2, 3, 4, -1), dim=-1)  # normalised along the spatial axis
-    k = F.normalize(k.reshape(2, 3, 4, -1), dim=-1)
+    q = F.normalize(q.reshape(2, heads, d, -1), dim=-1)  # normalised along the spatial axis
+    k = F.normalize(k.reshape(2, heads, d, -1), dim=-1)
     attn = (q @ k.transpose(-2, -1) * mod.temperature).softmax(-1)  # b, heads, d, d
-    out = (attn @ v.reshape(2, 3, 4, -1)).reshape(2, 12, 9, 7).permute(0, 2, 3, 1)
+    out = (attn @ v.reshape(2, heads, d, -1)).reshape(2, 12, 9, 7).permute(0, 2, 3, 1)
     expected = mod.proj(out) + x
-    torch.testing.assert_close(mod(x, residual=x), expected, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(expected)
+    want = torch.autograd.grad(expected, [x, *mod.parameters()], g)
+    got_out = mod(x, residual=x)
+    torch.testing.assert_close(got_out, expected, rtol=1e-5, atol=1e-5)
+    got = torch.autograd.grad(got_out, [x, *mod.parameters()], g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_fefn_matches_eq3_with_cswa_shortcut():
