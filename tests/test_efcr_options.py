@@ -48,7 +48,8 @@ def test_option_file_uses_paper_settings(path):
     loss = build_loss(train['efcr_opt'])
     assert loss.loss_weight == 1e-5 and loss.positive_bands == mode.positive_bands
     assert train['pixel_opt']['type'] == 'L1Loss'
-    assert train['optim_g'] == {'type': 'AdamW', 'lr': 1e-4, 'betas': [0.9, 0.999], 'weight_decay': 1e-4}
+    assert train['optim_g'] == {'type': 'AdamW', 'fused': True, 'lr': 1e-4, 'betas': [0.9, 0.999],
+                                'weight_decay': 1e-4}
     assert train['scheduler']['type'] == 'CosineAnnealingRestartLR'
     assert train['scheduler']['periods'] == [300000] and train['scheduler']['eta_min'] == 1e-6
     assert train['total_iter'] == 300000
