@@ -6,8 +6,44 @@ from typing import Optional
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from .row_strips import depthwise_rows, halo, strips
+
+
+class _OneHeadProduct(torch.autograd.Function):
+    """Training with one head: ``residual + V M`` from ``qkv`` ``(B, N, 3C)``, where ``q^T k`` and the squared norms
+    of q and k are all read off one Gram matrix ``G = [q k]^T [q k]``. Backward: ``d[q k] = [q k] (dG + dG^T)`` and
+    ``dV = g M^T``, two GEMMs written straight into one ``(B, N, 3C)`` gradient (no element-wise passes, no
+    concatenation); the small ``G -> M`` step is re-run under autograd."""
+
+    @staticmethod
+    def forward(ctx, qkv: torch.Tensor, residual: Optional[torch.Tensor], isca: IntraScaleChannelAttention,
+                temperature: torch.Tensor, proj_weight: torch.Tensor) -> torch.Tensor:
+        c = isca.dim
+        qk, v = qkv[..., :2 * c], qkv[..., 2 * c:]
+        gram = torch.bmm(qk.transpose(1, 2), qk)
+        mixing = isca._mixing_from_gram(gram)
+        ctx.isca = isca
+        ctx.save_for_backward(qkv, gram, mixing)
+        return torch.bmm(v, mixing) if residual is None else torch.baddbmm(residual, v, mixing)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        qkv, gram, mixing = ctx.saved_tensors
+        isca = ctx.isca
+        c = isca.dim
+        qk, v = qkv[..., :2 * c], qkv[..., 2 * c:]
+        with torch.enable_grad():
+            leaf = gram.detach().requires_grad_()
+            d_gram, d_temp, d_proj = torch.autograd.grad(
+                isca._mixing_from_gram(leaf), (leaf, isca.temperature, isca.proj.weight),
+                torch.bmm(v.transpose(1, 2), grad))
+        d_qkv = torch.empty_like(qkv)
+        torch.bmm(qk, d_gram + d_gram.transpose(1, 2), out=d_qkv[..., :2 * c])
+        torch.bmm(grad, mixing.transpose(1, 2), out=d_qkv[..., 2 * c:])
+        return d_qkv, grad if ctx.needs_input_grad[1] else None, None, d_temp, d_proj
 
 
 class IntraScaleChannelAttention(nn.Module):
@@ -19,6 +55,7 @@ class IntraScaleChannelAttention(nn.Module):
     output Linear(C->C). Applying the attention and the output projection is one ``C x C`` product,
     ``V @ (blockdiag(A_h^T) W_p^T)``. Input and output are channels-last ``(B, H, W, C)``.
 
+    Training with one head (level 1 of the paper's MPT) takes ``_OneHeadProduct``, whose backward is two GEMMs.
     Inference (no autograd) runs in two passes over row strips (``row_strips``): the first accumulates the
     ``q^T k`` products and norms and keeps only V, the second applies the mixing matrix; no full-size Q, K or
     3C-wide map is ever materialised.
@@ -40,13 +77,12 @@ class IntraScaleChannelAttention(nn.Module):
         if not torch.is_grad_enabled():
             return self._forward_strips(x, residual)
         qkv = self.qkv_dw(self.qkv(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, h * w, 3 * c)
+        if self.heads == 1:
+            res = None if residual is None else residual.reshape(b, h * w, c)
+            return _OneHeadProduct.apply(qkv, res, self, self.temperature, self.proj.weight).view(x.shape)
         q, k, v = qkv.split(c, dim=-1)  # split (not slicing): its backward concatenates instead of zero-filling
-        if self.heads == 1:  # no per-head split and stack (their backward copies)
-            gram = torch.bmm(q.transpose(1, 2), k).unsqueeze(1)
-        else:  # per-head strided views (split, whose backward concatenates) go to bmm without copies
-            d = c // self.heads
-            gram = torch.stack([torch.bmm(qh.transpose(1, 2), kh)
-                                for qh, kh in zip(q.split(d, -1), k.split(d, -1))], 1)
+        d = c // self.heads  # per-head strided views (split, whose backward concatenates) go to bmm without copies
+        gram = torch.stack([torch.bmm(qh.transpose(1, 2), kh) for qh, kh in zip(q.split(d, -1), k.split(d, -1))], 1)
         # spatial squared L2 norms; square().sum() is ~2x faster than vector_norm over this strided axis on CPU
         return self._mixed(v, self._mixing(gram, q.square().sum(1), k.square().sum(1)), residual, x.shape)
 
@@ -59,6 +95,12 @@ class IntraScaleChannelAttention(nn.Module):
         attn = (gram * (inv_q * inv_k * self.temperature)).softmax(-1)  # b, heads, d, d
         proj_t = self.proj.weight.t().reshape(1, heads, d, self.dim)
         return torch.matmul(attn.transpose(-1, -2), proj_t).view(b, self.dim, self.dim)
+
+    def _mixing_from_gram(self, gram: torch.Tensor) -> torch.Tensor:
+        """:meth:`_mixing` from the one-head Gram matrix ``[q k]^T [q k]`` ``(B, 2C, 2C)``."""
+        c = self.dim
+        sq = gram.diagonal(dim1=1, dim2=2)
+        return self._mixing(gram[:, :c, c:].unsqueeze(1), sq[:, :c], sq[:, c:])
 
     def _forward_strips(self, x: torch.Tensor, residual: Optional[torch.Tensor]) -> torch.Tensor:
         """Inference: :meth:`values_and_mixing`, then one product for the whole map."""

@@ -9,7 +9,8 @@ from mpt_arch.isca import IntraScaleChannelAttention
 
 
 @pytest.mark.parametrize('heads', [1, 3])
-def test_isca_matches_formula(heads):
+@pytest.mark.parametrize('with_residual', [True, False])
+def test_isca_matches_formula(heads, with_residual):
     """Output and gradients (input and every parameter) against the formula, one head and several."""
     torch.manual_seed(1)
     mod = IntraScaleChannelAttention(12, heads)
@@ -23,10 +24,10 @@ def test_isca_matches_formula(heads):
     k = F.normalize(k.reshape(2, heads, d, -1), dim=-1)
     attn = (q @ k.transpose(-2, -1) * mod.temperature).softmax(-1)  # b, heads, d, d
     out = (attn @ v.reshape(2, heads, d, -1)).reshape(2, 12, 9, 7).permute(0, 2, 3, 1)
-    expected = mod.proj(out) + x
+    expected = mod.proj(out) + x if with_residual else mod.proj(out)
     g = torch.randn_like(expected)
     want = torch.autograd.grad(expected, [x, *mod.parameters()], g)
-    got_out = mod(x, residual=x)
+    got_out = mod(x, residual=x if with_residual else None)
     torch.testing.assert_close(got_out, expected, rtol=1e-5, atol=1e-5)
     got = torch.autograd.grad(got_out, [x, *mod.parameters()], g)
     for a, b in zip(got, want):
