@@ -208,8 +208,8 @@ class CrossScaleWindowAttention(nn.Module):
         # head: squeeze, a view both ways
         per_head = (lambda t: t.unbind(1)) if self.heads > 1 else (lambda t: (t.squeeze(1),))
         for hd, (qh, kh, vh) in enumerate(zip(per_head(q), per_head(k), per_head(v))):
-            attn = torch.bmm(qh, kh.transpose(1, 2))  # B*nR, Lq, Lk
-            attn = attn.view(b * n, r2, lk, lk) + bias[hd]  # bias tiled over the r^2 query windows
+            attn = torch.bmm(qh, kh.transpose(1, 2))  # B*nR, Lq, Lk (bmm keeps its inputs, not this: add in place)
+            attn.view(b * n, r2, lk, lk).add_(bias[hd])  # bias tiled over the r^2 query windows
             attn = attn.view(b, n, lq, lk)
             if mask is not None:
                 attn[:, n - nb:] += mask[:, 0]

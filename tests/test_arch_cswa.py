@@ -53,13 +53,19 @@ def _naive_cswa(mod, x):
 @pytest.mark.parametrize('scale', [1, 0.5, 0.25])
 @pytest.mark.parametrize('size', [(32, 48), (37, 45), (21, 30)])
 def test_one_to_many_pairing_matches_window_loop(scale, size):
-    """Inference and training paths against the window loop, on whole regions and on sizes that need padding."""
+    """Inference and training paths against the window loop, on whole regions and on sizes that need padding;
+    training gradients (input and every parameter, the bias table included) too."""
     mod = _module(scale, False)
-    x = torch.randn(2, *size, 8)
+    x = torch.randn(2, *size, 8, requires_grad=True)
     ref = _naive_cswa(mod, x)
     with torch.no_grad():
         torch.testing.assert_close(mod(x), ref, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(mod(x), ref, rtol=1e-4, atol=1e-5)
+    out = mod(x)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    g = torch.randn_like(out)
+    inputs = [x, *mod.parameters()]
+    for got, want in zip(torch.autograd.grad(out, inputs, g), torch.autograd.grad(ref, inputs, g)):
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
 
 
 @pytest.mark.parametrize('scale', [1, 0.5, 0.25])
