@@ -11,7 +11,7 @@ from torch import nn
 
 from .ablation import DOWNSAMPLE_VARIANTS, DownsampleVariant, check_choice, check_flag
 from .head_norm import normalize_heads
-from .linear_add import linear_add
+from .linear_add import Projection, linear_add
 from .region_geometry import RegionLayout, region_layout, relative_position_index
 from .row_strips import depthwise_rows, group_size, halo, strips
 from .token_gather import gather_tokens
@@ -74,17 +74,17 @@ class CrossScaleWindowAttention(nn.Module):
         # ablation switches (Table 9): down-sampling variant, NPConv on/off; defaults = the paper's CSWA
         self.downsample = check_choice('downsample', downsample, DOWNSAMPLE_VARIANTS)
         self.npconv = check_flag('npconv', npconv)
-        self.down_proj = nn.Linear(dim, dim, bias=False) if self.ratio > 1 and downsample != 'no_linear' else None
+        self.down_proj = Projection(dim, dim) if self.ratio > 1 and downsample != 'no_linear' else None
         self.down = DownsampleVariant(downsample, dim, self.ratio) if self.ratio > 1 and downsample != 'avgpool' \
             else None
-        self.q = nn.Linear(dim, dim, bias=False)
+        self.q = Projection(dim, dim)
         self.q_dw = nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=False) if npconv else None
-        self.kv = nn.Linear(dim, 2 * dim, bias=False)
+        self.kv = Projection(dim, 2 * dim)
         self.kv_dw = nn.Conv2d(2 * dim, 2 * dim, 3, padding=1, groups=2 * dim, bias=False) if npconv else None
         self.logit_scale = nn.Parameter(torch.full((heads,), math.log(10.0)))
         self.rpb_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, heads))
         nn.init.trunc_normal_(self.rpb_table, std=0.02)
-        self.proj = nn.Linear(dim, dim, bias=False)
+        self.proj = Projection(dim, dim)
         self.register_buffer('rp_index', relative_position_index(window_size), persistent=False)
         self.keep_attention = False
         self.last_attention = self.last_query_xy = self.last_key_xy = self.last_query_valid = None

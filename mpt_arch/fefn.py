@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layer_norm import ChannelLayerNorm
-from .linear_add import linear_add
+from .linear_add import Projection, linear_add
 from .row_strips import depthwise_rows, halo, strips
 
 RowSource = Callable[[int, int, int], torch.Tensor]
@@ -30,10 +30,10 @@ class FeatureEnhancingFFN(nn.Module):
             raise ValueError(f'FEFN expansion {expansion!r} gives no hidden channels for dim {dim}')
         self.norm_spatial = ChannelLayerNorm(dim)
         self.norm_channel = ChannelLayerNorm(dim)
-        self.spatial_in = nn.Linear(dim, hidden, bias=False)
-        self.channel_in = nn.Linear(dim, hidden, bias=False)
+        self.spatial_in = Projection(dim, hidden)
+        self.channel_in = Projection(dim, hidden)
         self.channel_dw = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden, bias=False)
-        self.proj = nn.Linear(hidden, dim, bias=False)
+        self.proj = Projection(hidden, dim)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, reuse_x1: bool = False) -> torch.Tensor:
         """``reuse_x1=True`` lets inference (no gradient recorded) write the result into ``x1`` (a temporary of

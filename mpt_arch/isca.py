@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from .linear_add import Projection
 from .row_strips import depthwise_rows, halo, strips
 
 
@@ -66,10 +67,10 @@ class IntraScaleChannelAttention(nn.Module):
         if dim % heads:
             raise ValueError(f'ISCA dim {dim} is not divisible by heads {heads}')
         self.dim, self.heads = dim, heads
-        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.qkv = Projection(dim, 3 * dim)
         self.qkv_dw = nn.Conv2d(3 * dim, 3 * dim, 3, padding=1, groups=3 * dim, bias=False)
         self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
-        self.proj = nn.Linear(dim, dim, bias=False)
+        self.proj = Projection(dim, dim)
 
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``x``: layer-normalised ``(B, H, W, C)``; returns ``(B, H, W, C)`` (``+ residual`` if given)."""
