@@ -203,20 +203,24 @@ class CrossScaleWindowAttention(nn.Module):
         so the strided per-head views feed bmm without copies. Returns ``(B * nR, heads, Lq, d)``."""
         r2, n, nb = self.ratio**2, layout.n_regions, layout.n_border
         lq, lk = q.shape[2], k.shape[2]
+        tiled = bias.repeat(1, r2, 1)  # heads, Lq, Lk: the bias tiled over the r^2 query windows of a region
+        if mask is not None:  # the border regions' rows of the (B * nR) attention batch, and their masks
+            rows = (torch.arange(b, device=q.device)[:, None] * n + torch.arange(n - nb, n, device=q.device)).flatten()
+            mask = mask[:, 0].repeat(b, 1, 1)
         outs, weights = [], []
         # unbind (not indexing): its backward stacks instead of zero-filling a full-size gradient per head; one
         # head: squeeze, a view both ways
         per_head = (lambda t: t.unbind(1)) if self.heads > 1 else (lambda t: (t.squeeze(1),))
         for hd, (qh, kh, vh) in enumerate(zip(per_head(q), per_head(k), per_head(v))):
-            attn = torch.bmm(qh, kh.transpose(1, 2))  # B*nR, Lq, Lk (bmm keeps its inputs, not this: add in place)
-            attn.view(b * n, r2, lk, lk).add_(bias[hd])  # bias tiled over the r^2 query windows
-            attn = attn.view(b, n, lq, lk)
+            # bmm keeps its inputs, not its output: bias and mask go in place, on the tensor itself (in place on a
+            # view would make autograd clone the whole gradient)
+            attn = torch.bmm(qh, kh.transpose(1, 2)).add_(tiled[hd])  # B*nR, Lq, Lk
             if mask is not None:
-                attn[:, n - nb:] += mask[:, 0]
+                attn.index_add_(0, rows, mask)
             attn = attn.softmax(-1)
             if self.keep_attention:
-                weights.append(attn.detach())
-            outs.append(torch.bmm(attn.view(b * n, lq, lk), vh))
+                weights.append(attn.detach().view(b, n, lq, lk))
+            outs.append(torch.bmm(attn, vh))
         if self.keep_attention:
             self.last_attention = torch.stack(weights, 2)  # B, nR, heads, Lq, Lk
             self.last_query_xy, self.last_key_xy = layout.query_xy, layout.key_xy
