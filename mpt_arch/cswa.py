@@ -13,7 +13,7 @@ from .ablation import DOWNSAMPLE_VARIANTS, DownsampleVariant, check_choice, chec
 from .head_norm import normalize_heads
 from .linear_add import Projection, linear_add
 from .region_geometry import RegionLayout, region_layout, relative_position_index
-from .row_strips import depthwise_rows, group_size, halo, strips
+from .row_strips import depthwise_rows, group_size, halo, strips, use_strips
 from .token_gather import gather_tokens
 
 
@@ -121,7 +121,7 @@ class CrossScaleWindowAttention(nn.Module):
         layout = region_layout(h, w, r, m, self.shifted, x.device)
         n_regions, lq, lk = layout.n_regions, r * r * m * m, m * m
         temperature = self.logit_scale.clamp(max=math.log(100.0)).exp()
-        if not torch.is_grad_enabled() and not self.keep_attention:
+        if use_strips(x) and not self.keep_attention:
             return self._forward_chunks(x, residual, layout, temperature)
         q = self._normalized(self._dwconv(self.q(x), self.q_dw), temperature)
         kv = self._dwconv(self.kv(self._downscaled(x)), self.kv_dw)
@@ -216,7 +216,7 @@ class CrossScaleWindowAttention(nn.Module):
             # view would make autograd clone the whole gradient)
             attn = torch.bmm(qh, kh.transpose(1, 2)).add_(tiled[hd])  # B*nR, Lq, Lk
             if mask is not None:
-                attn.index_add_(0, rows, mask)
+                attn.index_add_(0, rows, mask.to(attn.dtype))  # bf16 under autocast
             attn = attn.softmax(-1)
             if self.keep_attention:
                 weights.append(attn.detach().view(b, n, lq, lk))

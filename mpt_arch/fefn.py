@@ -10,7 +10,7 @@ from torch import nn
 
 from .layer_norm import ChannelLayerNorm
 from .linear_add import Projection, linear_add
-from .row_strips import depthwise_rows, halo, strips
+from .row_strips import depthwise_rows, halo, strips, use_strips
 
 RowSource = Callable[[int, int, int], torch.Tensor]
 
@@ -38,7 +38,7 @@ class FeatureEnhancingFFN(nn.Module):
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, reuse_x1: bool = False) -> torch.Tensor:
         """``reuse_x1=True`` lets inference (no gradient recorded) write the result into ``x1`` (a temporary of
         the caller), so no new full-size buffer is allocated."""
-        if not torch.is_grad_enabled():
+        if use_strips(x1):
             return self.forward_strips(x1 if reuse_x1 else torch.empty_like(x1),
                                        lambda i, r0, r1: x1[i:i + 1, r0:r1], lambda i, r0, r1: x2[i:i + 1, r0:r1])
         gate = self.channel_dw(self.channel_in(self.norm_channel(x2)).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)

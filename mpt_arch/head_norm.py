@@ -13,6 +13,8 @@ from typing import Optional
 import torch
 from torch.autograd.function import once_differentiable
 
+from .custom_backward import custom_backward
+
 EPS = 1e-6
 
 
@@ -58,7 +60,7 @@ def normalize_heads(t: torch.Tensor, heads: int, scale: Optional[torch.Tensor] =
     if out is not None:
         th, factor, _ = _factor(t, heads, scale)
         return torch.mul(th, factor, out=out.view(th.shape))
-    if torch.is_grad_enabled() and (t.requires_grad or (scale is not None and scale.requires_grad)):
+    if custom_backward(t) and (t.requires_grad or (scale is not None and scale.requires_grad)):
         return _HeadNorm.apply(t, scale, heads)
     th, factor, _ = _factor(t, heads, scale)
     return (th * factor).view(t.shape)

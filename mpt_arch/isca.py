@@ -8,8 +8,9 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from .custom_backward import custom_backward
 from .linear_add import Projection
-from .row_strips import depthwise_rows, halo, strips
+from .row_strips import depthwise_rows, halo, strips, use_strips
 
 
 class _OneHeadProduct(torch.autograd.Function):
@@ -75,10 +76,10 @@ class IntraScaleChannelAttention(nn.Module):
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``x``: layer-normalised ``(B, H, W, C)``; returns ``(B, H, W, C)`` (``+ residual`` if given)."""
         b, h, w, c = x.shape
-        if not torch.is_grad_enabled():
+        if use_strips(x):
             return self._forward_strips(x, residual)
         qkv = self.qkv_dw(self.qkv(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, h * w, 3 * c)
-        if self.heads == 1:
+        if self.heads == 1 and custom_backward(x):
             res = None if residual is None else residual.reshape(b, h * w, c)
             return _OneHeadProduct.apply(qkv, res, self, self.temperature, self.proj.weight).view(x.shape)
         q, k, v = qkv.split(c, dim=-1)  # split (not slicing): its backward concatenates instead of zero-filling

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from .custom_backward import custom_backward
+
 
 class _LayerNormFunction(torch.autograd.Function):
     """Layer normalisation over the last dim; backward = native kernel (input, weight) + column sum (bias)."""
@@ -40,7 +42,7 @@ class ChannelLayerNorm(nn.LayerNorm):
     """``nn.LayerNorm(dim)`` over the channel (last) dim of a channels-last map; see the module docstring."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and self.weight is not None and self.bias is not None and \
+        if custom_backward(x) and self.weight is not None and self.bias is not None and \
                 len(self.normalized_shape) == 1:
             return _LayerNormFunction.apply(x, self.weight, self.bias, self.eps)
         return super().forward(x)

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from .custom_backward import custom_backward
+
 
 def linear_add(x: torch.Tensor, weight: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``x @ weight.T (+ residual)`` over the last dim of a channels-last tensor; ``residual`` has the output shape."""
@@ -43,7 +45,7 @@ class _Project(torch.autograd.Function):
 
 def project(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``x @ weight.T`` over the last dim (``F.linear`` without bias; see the module docstring for the backward)."""
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+    if custom_backward(x) and (x.requires_grad or weight.requires_grad):
         return _Project.apply(x, weight)
     return F.linear(x, weight)
 

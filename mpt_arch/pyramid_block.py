@@ -12,6 +12,7 @@ from .cswa import CrossScaleWindowAttention
 from .fefn import FeatureEnhancingFFN
 from .isca import IntraScaleChannelAttention
 from .layer_norm import ChannelLayerNorm
+from .row_strips import use_strips
 
 
 class PyramidSubBlock(nn.Module):
@@ -43,7 +44,7 @@ class PyramidSubBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.norm(x)
         first, second = (getattr(self, name) for name in self.branches)
-        if not torch.is_grad_enabled() and isinstance(first, CrossScaleWindowAttention) and \
+        if use_strips(x) and isinstance(first, CrossScaleWindowAttention) and \
                 isinstance(second, IntraScaleChannelAttention) and type(self.fefn) is FeatureEnhancingFFN and \
                 not first.keep_attention:
             return self._fused_inference(x, y, first, second)

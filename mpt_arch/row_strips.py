@@ -17,6 +17,12 @@ STRIP_BYTES = 4 << 20
 """Target size of the widest float32 intermediate of one strip (tuned on a 2-core CPU: 2-8 MiB all do well)."""
 
 
+def use_strips(t: torch.Tensor) -> bool:
+    """True for inference (no gradient recorded) without autocast: the strip paths write into buffers of the input's
+    dtype, which autocast's casts would not match (they then take the whole-map path)."""
+    return not torch.is_grad_enabled() and not torch.is_autocast_enabled(t.device.type)
+
+
 def strips(height: int, width: int, channels: int, budget: int | None = None) -> Iterator[tuple[int, int]]:
     """``(r0, r1)`` row ranges covering ``0..height`` whose ``(r1 - r0) x width x channels`` float32 block fits
     ``budget`` bytes (``STRIP_BYTES`` by default); at least one row each."""

@@ -13,6 +13,8 @@ from typing import Optional
 import torch
 from torch.autograd.function import once_differentiable
 
+from .custom_backward import custom_backward
+
 
 class _TokenGather(torch.autograd.Function):
     @staticmethod
@@ -36,6 +38,6 @@ def gather_tokens(src: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor,
     """``src.index_select(1, index)`` for ``src`` ``(B, N, C)``. Backward: the incoming gradient gathered by
     ``inverse`` (``index[inverse[p]] == p`` for every source token ``p``), then zeroed at ``zero_slots`` (source
     tokens no slot holds, e.g. padding). Exact when the gradient of every slot not named in ``inverse`` is zero."""
-    if not (torch.is_grad_enabled() and src.requires_grad):
+    if not (custom_backward(src) and src.requires_grad):
         return src.index_select(1, index)
     return _TokenGather.apply(src, index, inverse, zero_slots)

@@ -49,6 +49,31 @@ def test_gradients_reach_every_parameter():
     assert not zero
 
 
+def test_bfloat16_autocast_trains_and_infers():
+    """Under autocast the layers take PyTorch's generic autograd and whole-map paths: a training step gives float32
+    gradients close to the float32 ones, and inference stays close to float32 inference."""
+    torch.manual_seed(0)
+    model = MPT(in_chans=3, **TINY)
+    x = torch.rand(2, 3, 30, 34)
+    model(x).square().mean().backward()
+    ref_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        loss = model(x).float().square().mean()
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all(), name
+    got, want = torch.cat([p.grad.flatten() for p in model.parameters()]), torch.cat([g.flatten() for g in ref_grads])
+    assert (got - want).norm() <= 0.1 * want.norm()
+    model.eval()
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = model(x)
+    assert out.shape == ref.shape
+    assert (out.float() - ref).abs().max() < 0.05
+
+
 def test_registered_and_buildable_from_opt():
     from basicsr.archs import build_network
     from basicsr.utils.registry import ARCH_REGISTRY
