@@ -13,8 +13,9 @@ from typing import Iterator
 import torch
 from torch import nn
 
-STRIP_BYTES = 4 << 20
-"""Target size of the widest float32 intermediate of one strip (tuned on a 2-core CPU: 2-8 MiB all do well)."""
+STRIP_BYTES = 16 << 20
+"""Target size of the widest float32 intermediate of one strip. Tuned on a 2-core CPU at 256x256: 16 MiB is 7-11 %
+faster than 4 MiB (fewer operators per forward; 8-32 MiB are alike, 0.5 MiB is 60 % slower)."""
 
 
 def use_strips(t: torch.Tensor) -> bool:
