@@ -1,7 +1,7 @@
 """When MPT's hand-written autograd functions apply (``token_gather``, ``head_norm``, ``layer_norm``,
 ``linear_add.Projection``, ISCA's one-head product).
 
-They compute their backward in float32 from the saved tensors. Under autocast, whose casts they would not see,
+They compute their backward in the dtypes of the saved tensors. Under autocast, whose casts they would not see,
 the layers use PyTorch's own autograd ops instead (the same function, the generic backward).
 """
 
