@@ -53,9 +53,9 @@ class FeatureEnhancingFFN(nn.Module):
         for i in range(b):
             for r0, r1 in strips(h, w, hidden):
                 gate = depthwise_rows(self.channel_in(self.norm_channel(x2_rows(i, *halo(r0, r1, h)))),
-                                      self.channel_dw, r0, r1, h)
+                                      self.channel_dw, r0, r1, h, gelu=True)
                 x1 = x1_rows(i, r0, r1)
-                act = torch._C._nn.gelu_(gate).mul_(self.spatial_in(self.norm_spatial(x1)))
+                act = gate.mul_(self.spatial_in(self.norm_spatial(x1)))
                 # out= (not addmm_) keeps the op visible to FlopCounterMode as addmm
                 torch.addmm(x1.reshape(-1, c), act.reshape(-1, hidden), self.proj.weight.t(),
                             out=out[i, r0:r1].view(-1, c))

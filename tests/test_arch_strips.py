@@ -38,6 +38,26 @@ def test_depthwise_rows_equals_whole_map_conv():
         torch.testing.assert_close(part, full[:, r0:r1], rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize('fuse', [True, False])
+def test_depthwise_rows_with_gelu(monkeypatch, fuse):
+    """Conv + GELU rows equal GELU of the whole-map conv, fused into one oneDNN kernel (when this torch has it) or
+    as two ops."""
+    monkeypatch.setattr(row_strips, 'FUSE_CONV_GELU', fuse)
+    monkeypatch.setattr(row_strips, '_fused_available', True)
+    conv = torch.nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False)
+    x = torch.randn(1, 9, 11, 6)
+    with torch.no_grad():
+        full = F.gelu(conv(x.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for r0, r1 in [(0, 1), (0, 9), (3, 5), (8, 9)]:
+                a0, a1 = row_strips.halo(r0, r1, 9)
+                part = row_strips.depthwise_rows(x[:, a0:a1], conv, r0, r1, 9, gelu=True)
+                torch.testing.assert_close(part, full[:, r0:r1], rtol=1e-5, atol=1e-5)
+    fused = any('convolution_pointwise' in e.name for e in prof.events())
+    if torch.backends.mkldnn.is_available():  # the torch this package pins has the op: the fast path must run
+        assert fused == fuse and row_strips._fused_available  # (a failing call falls back and clears the flag)
+
+
 def test_depthwise_rows_rejects_other_kernels():
     with pytest.raises(ValueError, match='3x3'):
         row_strips.depthwise_rows(torch.zeros(1, 3, 3, 2), torch.nn.Conv2d(2, 2, 5, padding=2, groups=2), 0, 1, 3)
