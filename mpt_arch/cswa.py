@@ -108,12 +108,6 @@ class CrossScaleWindowAttention(nn.Module):
         m2 = self.window_size**2
         return self.rpb_table[self.rp_index.view(-1)].view(m2, m2, self.heads).permute(2, 0, 1)
 
-    def _normalized(self, t: torch.Tensor, scale: Optional[torch.Tensor] = None,
-                    out: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """L2-normalise each head's ``d`` channels of a ``(..., C)`` map (times a per-head ``scale``), into ``out``
-        if given (inference); ``head_norm``."""
-        return normalize_heads(t, self.heads, scale, out)
-
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``x``: layer-normalised features ``(B, H, W, C)``; returns ``(B, H, W, C)`` (``+ residual`` if given)."""
         b, h, w, c = x.shape
@@ -123,14 +117,14 @@ class CrossScaleWindowAttention(nn.Module):
         temperature = self.logit_scale.clamp(max=math.log(100.0)).exp()
         if use_strips(x) and not self.keep_attention:
             return self._forward_chunks(x, residual, layout, temperature)
-        q = self._normalized(self._dwconv(self.q(x), self.q_dw), temperature)
+        q = normalize_heads(self._dwconv(self.q(x), self.q_dw), heads, temperature)
         kv = self._dwconv(self.kv(self._downscaled(x)), self.kv_dw)
         # gather into regions (token_gather: the backward is a gather too), then (B * nR, heads, L, d) views
         q = gather_tokens(q.reshape(b, h * w, c), layout.q_src, layout.q_inv)
         q = q.view(b * n_regions, lq, heads, d).transpose(1, 2)
         kv = gather_tokens(kv.reshape(b, -1, 2 * c), layout.k_src, layout.k_inv)
         k, v = kv.split(c, dim=-1)  # split (not slicing): its backward concatenates instead of zero-filling
-        k = self._normalized(k).view(b * n_regions, lk, heads, d).transpose(1, 2)
+        k = normalize_heads(k, heads).view(b * n_regions, lk, heads, d).transpose(1, 2)
         v = v.reshape(b * n_regions, lk, heads, d).transpose(1, 2)
         bias = self._bias().to(q.dtype)  # heads, M^2, M^2
         mask = None if layout.border_mask is None else layout.border_mask.to(q.dtype)
@@ -162,7 +156,7 @@ class CrossScaleWindowAttention(nn.Module):
                 else:
                     a0, a1 = halo(r0, r1, h)
                     part = depthwise_rows(linear(t[i:i + 1, a0:a1]), conv, r0, r1, h)
-                self._normalized(part[..., :self.dim], scale, out=out[i:i + 1, r0:r1, :, :self.dim])
+                normalize_heads(part[..., :self.dim], self.heads, scale, out=out[i:i + 1, r0:r1, :, :self.dim])
                 if part.shape[-1] > self.dim:  # V of KV
                     out[i:i + 1, r0:r1, :, self.dim:] = part[..., self.dim:]
         return out

@@ -28,7 +28,7 @@ class _OneHeadProduct(torch.autograd.Function):
         mixing = isca._mixing_from_gram(gram)
         ctx.isca = isca
         ctx.save_for_backward(qkv, gram, mixing)
-        return torch.bmm(v, mixing) if residual is None else torch.baddbmm(residual, v, mixing)
+        return isca._mixed(v, mixing, residual, v.shape)
 
     @staticmethod
     @once_differentiable

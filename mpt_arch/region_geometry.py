@@ -116,6 +116,13 @@ def _labels(length: int, region: int, shift: int) -> torch.Tensor:
     return labels
 
 
+def _inverse(src: torch.Tensor, valid: torch.Tensor, size: int) -> torch.Tensor:
+    """The slot of each of the ``size`` real source pixels, from the slots' sources ``src`` and validity ``valid``."""
+    inv = torch.empty(size, dtype=torch.long)
+    inv[src[valid]] = torch.nonzero(valid)[:, 0]
+    return inv
+
+
 def build_region_layout(height: int, width: int, ratio: int, window_size: int, shifted: bool) -> RegionLayout:
     """Region layout of a CSWA layer on an ``height x width`` map (CPU tensors)."""
     m, r = window_size, ratio
@@ -147,11 +154,7 @@ def build_region_layout(height: int, width: int, ratio: int, window_size: int, s
         border_mask = ((ql[:, :, None] != kl[:, None, :]).float() * MASK_VALUE).unsqueeze(1)
     q_src = torch.where(q_valid, q_yx[..., 0] * width + q_yx[..., 1], 0).flatten()
     k_src = torch.where(k_valid, k_yx[..., 0] * wk + k_yx[..., 1], 0).flatten()
-    slots = torch.arange(q_src.numel())[q_valid.flatten()]
-    q_inv = torch.empty(height * width, dtype=torch.long)
-    q_inv[q_src[q_valid.flatten()]] = slots
-    k_inv = torch.empty(hk * wk, dtype=torch.long)
-    k_inv[k_src[k_valid.flatten()]] = torch.arange(k_src.numel())[k_valid.flatten()]
+    q_inv, k_inv = _inverse(q_src, q_valid.flatten(), height * width), _inverse(k_src, k_valid.flatten(), hk * wk)
     q_pad = None if bool(q_valid.all()) else torch.nonzero(~q_valid.flatten())[:, 0]
     query_xy = q_yx.flip(-1).float()
     key_xy = k_yx.flip(-1).float() * r + (r - 1) / 2
