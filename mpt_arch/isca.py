@@ -129,8 +129,8 @@ class IntraScaleChannelAttention(nn.Module):
                 a0, a1 = halo(r0, r1, h)
                 qkv = depthwise_rows(self.qkv(x[i:i + 1, a0:a1]), self.qkv_dw, r0, r1, h).reshape(-1, 3 * c)
                 q, k, v = qkv.split(c, dim=-1)
-                for hd in range(heads):
-                    gram[i, hd].addmm_(q[:, hd * d:(hd + 1) * d].t(), k[:, hd * d:(hd + 1) * d])
+                n = q.shape[0]  # all heads' q_h^T k_h in one batched product on strided views (no copies)
+                gram[i].baddbmm_(q.view(n, heads, d).permute(1, 2, 0), k.view(n, heads, d).transpose(0, 1))
                 values[i, r0 * w:r1 * w] = v
                 sq[i] += qkv[:, :2 * c].square_().sum(0)  # q and k are no longer needed
         return values, self._mixing(gram, sq[:, :c], sq[:, c:])
