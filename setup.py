@@ -5,7 +5,7 @@ import os
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
-PACKAGES = ('mpt_arch', 'mpt_losses', 'mpt_data', 'mpt_models', 'mpt_metrics', 'mpt_plugin')
+PACKAGES = ('mpt_arch', 'mpt_losses', 'mpt_data', 'mpt_models', 'mpt_metrics', 'mpt_plugin', 'mpt_deploy')
 
 # Start-up hook that registers the plugin whenever `basicsr` is imported (see mpt_plugin/autoload.py).
 AUTOLOAD_PTH = 'mpt_basicsr_plugin.pth'
@@ -53,5 +53,5 @@ setup(
     extras_require={'test': ['pytest', 'ruff']},
     cmdclass={'build_py': BuildPyWithAutoload},
     entry_points={'console_scripts': ['mpt-train = mpt_plugin.cli:train_main', 'mpt-test = mpt_plugin.cli:test_main',
-                                      'mpt-deblur = mpt_plugin.deblur:main']},
+                                      'mpt-deblur = mpt_deploy.deblur:main']},
 )

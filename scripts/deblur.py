@@ -2,7 +2,7 @@
 
 import sys
 
-from mpt_plugin.deblur import main
+from mpt_deploy.deblur import main
 
 if __name__ == '__main__':
     sys.exit(main())

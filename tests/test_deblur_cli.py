@@ -11,7 +11,7 @@ import tifffile
 import torch
 from basicsr.archs import build_network
 
-from mpt_plugin import deblur
+from mpt_deploy import deblur
 from mpt_plugin.smoke import TINY_MPT
 
 REPO = Path(__file__).resolve().parents[1]

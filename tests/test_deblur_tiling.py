@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from mpt_plugin.tiling import axis_weights, count_tiles, tile_starts, tiled_forward
+from mpt_deploy.tiling import axis_weights, count_tiles, tile_starts, tiled_forward
 
 
 class _Recorder(nn.Module):

@@ -13,7 +13,7 @@ Examples::
 * the network comes from ``network_g`` of a BasicSR option file (``-opt``) or from ``--arch`` + ``--net-opt``;
   the checkpoint may be a BasicSR one (``params`` / ``params_ema``) or a bare state dict, loaded with
   ``weights_only=True``; a mismatch lists the first missing / unexpected keys and shape differences.
-* images larger than ``--tile`` are processed in overlapping, blended tiles (:mod:`mpt_plugin.tiling`).
+* images larger than ``--tile`` are processed in overlapping, blended tiles (:mod:`mpt_deploy.tiling`).
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def deblur_array(net, img: np.ndarray, path: str, in_chans: Optional[int] = None
     import torch
 
     from mpt_data.image_io import to_float
-    from mpt_plugin.tiling import tiled_forward
+    from mpt_deploy.tiling import tiled_forward
 
     channels = img.shape[2]
     colour, alpha = (img[:, :, :3], img[:, :, 3:]) if channels == 4 else (img, None)
@@ -232,7 +232,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import torch
     from tqdm import tqdm
 
-    from mpt_plugin.tiling import count_tiles
+    from mpt_deploy.tiling import count_tiles
 
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('mpt-deblur: --device cuda requested but CUDA is not available.')

@@ -1,0 +1,1 @@
+"""Deployment: apply trained networks to image files (``mpt-deblur``, tiled inference, checkpoint loading)."""
