@@ -38,11 +38,10 @@ class CheckpointMismatchError(ValueError):
 def network_options(opt_file: Optional[str] = None, arch: Optional[str] = None,
                     net_opt: Sequence[str] = ()) -> Dict[str, Any]:
     """``network_g`` options from a BasicSR YAML file, or ``{'type': arch, **key=value pairs}``."""
-    import yaml
+    from mpt_plugin.option_file import load_options, parse_option_text
 
     if opt_file:
-        with open(opt_file, encoding='utf-8') as handle:
-            opt = yaml.safe_load(handle)
+        opt = load_options(opt_file)
         if not isinstance(opt, dict) or not isinstance(opt.get('network_g'), dict):
             raise ValueError(f'Option file {opt_file!r} has no network_g section.')
         network = dict(opt['network_g'])
@@ -54,7 +53,7 @@ def network_options(opt_file: Optional[str] = None, arch: Optional[str] = None,
         if '=' not in item:
             raise ValueError(f'--net-opt expects key=value, got {item!r}.')
         key, value = item.split('=', 1)
-        network[key.strip()] = yaml.safe_load(value)
+        network[key.strip()] = parse_option_text(value, f'--net-opt {item!r}')
     return network
 
 
@@ -240,7 +239,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out_dir = os.path.abspath(args.output)
     if any(os.path.dirname(os.path.abspath(f)) == out_dir for f in files):
         raise SystemExit(f'mpt-deblur: output folder {out_dir!r} is the input folder; choose another one.')
-    network_opt = network_options(args.opt, args.arch, args.net_opt)
+    from mpt_plugin.option_file import UnsafeOptionError
+
+    try:
+        network_opt = network_options(args.opt, args.arch, args.net_opt)
+    except UnsafeOptionError as err:
+        raise SystemExit(f'mpt-deblur: {err}') from None
     net = load_network(network_opt, args.weights, args.param_key if args.param_key != '' else None, args.device)
     in_chans = network_in_chans(network_opt)
     for path in files:

@@ -13,6 +13,8 @@ BasicSR 1.4.2 function                                  change
 ``train.load_resume_state``                             CPU-safe, latest complete state (:mod:`.resume`)
 ``utils.options.parse_options``                         accepts ``--local-rank``; site-packages root -> cwd;
                                                         ``num_gpu`` > 0 without CUDA -> 0 (with a warning)
+``utils.options.ordered_yaml``                          safe loader (:mod:`mpt_plugin.option_file`):
+                                                        ``!!python/...`` tags refused, nothing executed
 ``models.sr_model.SRModel.feed_data``                   a batch without ``gt`` drops the previous ``gt``
 =====================================================  ==================================================
 
@@ -169,9 +171,14 @@ def _make_parse_options(original):
         """BasicSR's ``parse_options`` plus the changes listed in the module docstring."""
         import torch
 
+        from mpt_plugin.option_file import UnsafeOptionError
+
         sys.argv[:] = normalize_argv(sys.argv)
         caller = sys._getframe(1).f_globals
-        opt, args = original(experiment_root(root_path), is_train=is_train)
+        try:
+            opt, args = original(experiment_root(root_path), is_train=is_train)
+        except UnsafeOptionError as err:
+            raise SystemExit(f'error: {err}') from None
         if opt.get('num_gpu') and not torch.cuda.is_available():
             warnings.warn(f"num_gpu is {opt['num_gpu']} but CUDA is not available: running on the CPU (num_gpu: 0).",
                           RuntimeWarning, stacklevel=2)
@@ -195,7 +202,7 @@ def apply() -> None:
     from basicsr.utils.dist_util import master_only
 
     import mpt_plugin.compat  # noqa: F401
-    from mpt_plugin import resume
+    from mpt_plugin import option_file, resume
 
     if _APPLIED:  # importing basicsr above may have run the auto-load hook, which applies the patches
         return
@@ -205,6 +212,7 @@ def apply() -> None:
     model_cls.save_network = master_only(save_network)
     model_cls.save_training_state = master_only(save_training_state)
     sr_model.SRModel.feed_data = _make_feed_data(sr_model.SRModel.feed_data)
+    options.ordered_yaml = option_file.ordered_yaml  # looked up by parse_options at call time
     wrapped = _make_parse_options(options.parse_options)
     for module in (options, basicsr.train, basicsr.test):
         module.parse_options = wrapped

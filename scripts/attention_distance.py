@@ -29,14 +29,13 @@ def build_model(opt_path: Optional[Path], checkpoint: Optional[Path], random_ini
                 in_chans: int):
     """The network of ``network_g`` in a BasicSR option file (or a paper-config MPT), with checkpoint weights."""
     import torch
-    import yaml
     from basicsr.archs import build_network
 
     import mpt_arch  # noqa: F401  (registers MPT)
+    from mpt_plugin.option_file import load_options
 
     if opt_path is not None:
-        with open(opt_path) as f:
-            opt = yaml.safe_load(f)
+        opt = load_options(str(opt_path))
         if not isinstance(opt, dict) or 'network_g' not in opt:
             raise ValueError(f'{opt_path} has no network_g section')
         net_opt = dict(opt['network_g'])

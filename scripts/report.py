@@ -141,11 +141,10 @@ def _lpips_usable() -> bool:
 def prepare_test_opt(opt_path: Path, checkpoint: Path, results_root: Path, lpips: bool) -> dict:
     """A BasicSR test option dict, as ``parse_options(is_train=False)`` builds it, for one checkpoint."""
     import torch
-    import yaml
-    from basicsr.utils.options import ordered_yaml
 
-    with open(opt_path) as f:
-        opt = yaml.load(f, Loader=ordered_yaml()[0])
+    from mpt_plugin.option_file import load_options
+
+    opt = load_options(str(opt_path))
     if not isinstance(opt, dict) or 'datasets' not in opt or 'val' not in opt:
         raise ValueError(f'{opt_path} is not a BasicSR test option file (needs datasets and val sections)')
     if not Path(checkpoint).is_file():
@@ -212,10 +211,9 @@ def run_test(opt: dict, grid_images: int) -> Tuple[Dict[str, Dict[str, Optional[
 
 def load_manifest(path: Path) -> List[Tuple[str, Optional[str], Path, Path]]:
     """(method, column or None, option file, checkpoint) entries of a manifest YAML (see module docstring)."""
-    import yaml
+    from mpt_plugin.option_file import load_options
 
-    with open(path) as f:
-        manifest = yaml.safe_load(f)
+    manifest = load_options(str(path))
     if isinstance(manifest, dict) and 'methods' in manifest:
         manifest = manifest['methods']
     if not isinstance(manifest, dict) or not manifest:
@@ -264,6 +262,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             parser.error('give --manifest, or -opt with --ckpt, or --from-json')
         from mpt_plugin import autoload, patches
+        from mpt_plugin.option_file import load_options
+
+        for opt_path in sorted({str(entry[2]) for entry in entries}):
+            load_options(opt_path)  # every option file is checked (safe, valid YAML) before the first test runs
 
         patches.apply()
         autoload.import_plugins()

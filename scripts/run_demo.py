@@ -24,7 +24,6 @@ import time
 from typing import Dict, Optional, Sequence
 
 import numpy as np
-import yaml
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_OPT = osp.join(REPO, 'options', 'train_MPT_demo.yml')
@@ -53,6 +52,7 @@ def ensure_demo_data(data_root: str) -> None:
 def train(opt_path: str, data_root: str, iters: Optional[int]) -> dict:
     """Run BasicSR's train_pipeline on the demo option file; returns the resolved options."""
     from mpt_plugin.cli import train_main
+    from mpt_plugin.option_file import load_options
 
     data_root = osp.abspath(data_root)
     force = [f'datasets:{phase}:dataroot_{side}={osp.join(data_root, "rgb", split, side)}'
@@ -60,8 +60,7 @@ def train(opt_path: str, data_root: str, iters: Optional[int]) -> dict:
     if iters:
         force += [f'train:total_iter={iters}', f'train:scheduler:periods=[{iters}]']
     train_main(['-opt', opt_path, '--force_yml', *force])
-    with open(opt_path) as fin:
-        opt = yaml.safe_load(fin)
+    opt = load_options(opt_path)
     opt['datasets']['val']['dataroot_lq'] = osp.join(data_root, 'rgb', 'val', 'lq')
     opt['datasets']['val']['dataroot_gt'] = osp.join(data_root, 'rgb', 'val', 'gt')
     return opt
@@ -116,7 +115,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import torch
 
     import mpt_plugin.compat  # noqa: F401  (before any basicsr import)
+    from mpt_plugin.option_file import load_options
 
+    load_options(args.opt)  # an unsafe or broken option file is refused before any data is built
     torch.set_num_threads(args.threads or default_threads())
     start = time.time()
     ensure_demo_data(args.data)
