@@ -66,7 +66,7 @@ def train(opt_path: str, data_root: str, iters: Optional[int]) -> dict:
     return opt
 
 
-def evaluate(opt: dict, experiment_dir: str, n_images: int = 4) -> Dict[str, float]:
+def evaluate(opt: dict, experiment_dir: str, n_images: int = 4, figure: Optional[str] = None) -> Dict[str, float]:
     """PSNR/SSIM (BasicSR metrics) of the trained network's output and of the blurry input vs the sharp image."""
     import cv2
     import torch
@@ -87,6 +87,7 @@ def evaluate(opt: dict, experiment_dir: str, n_images: int = 4) -> Dict[str, flo
     image_dir = osp.join(experiment_dir, 'demo_images')
     os.makedirs(image_dir, exist_ok=True)
     scores = {'psnr_out': [], 'psnr_in': [], 'ssim_out': [], 'ssim_in': []}
+    strips = []
     with torch.no_grad():
         for i in range(len(dataset)):
             sample = dataset[i]
@@ -99,8 +100,12 @@ def evaluate(opt: dict, experiment_dir: str, n_images: int = 4) -> Dict[str, flo
             if i < n_images:
                 name = osp.splitext(osp.basename(sample['lq_path']))[0]
                 strip = np.hstack([lq_img, out_img, gt_img])
+                strips.append(strip)
                 cv2.imwrite(osp.join(image_dir, f'{name}_blurry_output_sharp.png'),
                             cv2.resize(strip, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
+    if figure and strips:  # blurry | output | sharp rows of the first n_images validation pairs
+        os.makedirs(osp.dirname(osp.abspath(figure)), exist_ok=True)
+        cv2.imwrite(figure, cv2.resize(np.vstack(strips), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
     return {key: float(np.mean(values)) for key, values in scores.items()}
 
 
@@ -109,6 +114,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--data', default='demo_data', help='demo data folder (created if absent)')
     parser.add_argument('--opt', default=DEFAULT_OPT, help='training option file')
     parser.add_argument('--iters', type=int, help='override total_iter (and the cosine period)')
+    parser.add_argument('--figure', help='also write the blurry | output | sharp rows as one PNG here')
     parser.add_argument('--threads', type=int, help='torch intra-op threads (default: 2, or 1 on a busy machine)')
     args = parser.parse_args(argv)
 
@@ -123,7 +129,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ensure_demo_data(args.data)
     opt = train(args.opt, args.data, args.iters)
     experiment_dir = osp.join(os.getcwd(), 'experiments', opt['name'])
-    scores = evaluate(opt, experiment_dir)
+    scores = evaluate(opt, experiment_dir, figure=args.figure)
     minutes = (time.time() - start) / 60
     print('\n=== MPT + EFCR demo ===')
     print(f'experiment (log, options, weights): {experiment_dir}')
