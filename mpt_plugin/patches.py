@@ -195,7 +195,7 @@ def apply() -> None:
     from basicsr.utils.dist_util import master_only
 
     import mpt_plugin.compat  # noqa: F401
-    from mpt_plugin import resume
+    from mpt_plugin import checkpoint, resume
 
     if _APPLIED:  # importing basicsr above may have run the auto-load hook, which applies the patches
         return
@@ -204,6 +204,7 @@ def apply() -> None:
     model_cls.model_to_device = _make_model_to_device(model_cls.model_to_device)
     model_cls.save_network = master_only(save_network)
     model_cls.save_training_state = master_only(save_training_state)
+    model_cls.load_network = checkpoint.load_network  # weights_only=True, errors naming the file
     sr_model.SRModel.feed_data = _make_feed_data(sr_model.SRModel.feed_data)
     wrapped = _make_parse_options(options.parse_options)
     for module in (options, basicsr.train, basicsr.test):
