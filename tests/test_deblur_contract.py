@@ -234,3 +234,24 @@ def test_stack_planes_round_trip():
     assert np.array_equal(stacks.from_planes(flat, layout), data)
     flat, layout = stacks.planes(data[..., 0].transpose(0, 2, 3, 1), 'TYXZ', None)
     assert flat.shape == (6, 4, 5, 1) and np.array_equal(flat[4, :, :, 0], data[1, 1, :, :, 0])
+
+
+def test_non_finite_network_output_fails_that_file_only(tmp_path, monkeypatch, capsys):
+    from mpt_deploy import tiling
+
+    src = tmp_path / 'in'
+    src.mkdir()
+    tifffile.imwrite(src / 'a.tif', _stack((20, 24)))
+    tifffile.imwrite(src / 'b.tif', _stack((20, 24), seed=1))
+    real = tiling.tiled_forward
+    calls = []
+
+    def sometimes_nan(net, image, **kwargs):
+        out = real(net, image, **kwargs)
+        calls.append(1)
+        return out.fill_(float('inf')) if len(calls) == 1 else out
+
+    monkeypatch.setattr(tiling, 'tiled_forward', sometimes_nan)
+    assert deblur.main(_args(_checkpoint(tmp_path / 'id.pth', identity=True), src, tmp_path / 'out')) == 1
+    assert os.listdir(tmp_path / 'out') == ['b.tif']
+    assert 'a.tif' in capsys.readouterr().err
