@@ -15,13 +15,16 @@ Options (``type: BBBC006Dataset``):
   site of its well) is in both: a well is in the test split when ``md5(f'{split_seed}:{well}')`` maps below
   ``test_fraction`` (default 0.2, ``split_seed`` 0). Hash based, so a well's split does not depend on which
   other wells are present. ``test_wells`` (list) overrides the hash.
-* ``normalize`` (intensity normalisation, identical for the input and the ground truth of a pair):
+* ``normalize`` (intensity normalisation, one map for the input and the ground truth of a pair; the contract
+  shared with ``mpt-deblur``, :mod:`mpt_data.normalization`):
 
-  - ``percentile`` (default): the ``norm_percentiles`` (default [0.1, 99.9]) of the in-focus (ground-truth)
-    image give ``low``/``high``; both images become ``clip((x - low) / (high - low), 0, 1)``. BBBC006 uses a
-    small part of the 16-bit range and its brightness varies between wells; dividing by 65535 would squash
-    images into roughly [0, 0.06], shrinking L1 gradients and inflating PSNR. One affine map per pair keeps the
-    input/ground-truth relation linear. A flat ground truth (high == low) is an error.
+  - ``input_percentile`` (default): the ``norm_percentiles`` (default [0.1, 99.9]) of the blurry *input* give
+    ``low``/``high``; both images become ``(x - low) / (high - low)`` (not clipped). Computable from the input
+    alone, so ``mpt-deblur`` applies the same map to images without ground truth and inverts it. BBBC006 uses a
+    small, well-dependent part of the 16-bit range; dividing by 65535 would squash images into roughly
+    [0, 0.06]. A flat input is an error.
+  - ``gt_percentile`` (alias ``percentile``, the former default): the same with the in-focus image's
+    percentiles, clipped to [0, 1]; for evaluating old option files only (``mpt-deblur`` refuses it).
   - ``dtype``: divide by 65535 (physically linear across the whole set).
   - ``fixed``: divide by ``norm_max`` (e.g. 4095 for 12-bit data), clipped to [0, 1].
 
@@ -45,12 +48,12 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from mpt_data.extra_data import ExtraDatasetMixin
-from mpt_data.image_io import ImageLoader, ImageReadError, check_same_size, percentile_range, read_lmdb_keys
+from mpt_data.image_io import ImageLoader, ImageReadError, check_same_size, read_lmdb_keys
+from mpt_data.normalization import from_options as normalization_from_options
 from mpt_data.transforms import train_augment
 
 FILE_PATTERN = re.compile(r'mcf-z-stacks-03212011_([A-Za-z0-9]+)_s([0-9])_w([0-9])')
 KEY_PATTERN = re.compile(r'^z(\d+)_([A-Za-z0-9]+)_s([0-9])_w([0-9])$')
-NORMALIZATIONS = ('percentile', 'dtype', 'fixed')
 Field = Tuple[str, str, str]  # (well, site, channel digit)
 
 
@@ -118,12 +121,8 @@ class BBBC006Dataset(ExtraDatasetMixin, data.Dataset):
         self.test_fraction = float(opt.get('test_fraction', 0.2))
         self.split_seed = int(opt.get('split_seed', 0))
         self.test_wells = {w.upper() for w in opt['test_wells']} if opt.get('test_wells') else None
-        self.normalize = opt.get('normalize', 'percentile')
-        if self.normalize not in NORMALIZATIONS:
-            raise ValueError(f'normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}.')
-        self.percentiles = [float(v) for v in opt.get('norm_percentiles', (0.1, 99.9))]
-        if self.normalize == 'fixed' and not float(opt.get('norm_max', 0)) > 0:
-            raise ValueError('normalize: fixed needs a positive norm_max.')
+        self.norm = normalization_from_options(opt, default='input_percentile')
+        self.normalize = self.norm.mode
 
         io_backend = dict(opt.get('io_backend', {'type': 'disk'}))
         self.is_lmdb = io_backend['type'] == 'lmdb'
@@ -190,16 +189,9 @@ class BBBC006Dataset(ExtraDatasetMixin, data.Dataset):
         return sorted({field[0] for _, _, field in self.samples})
 
     # ---------------------------------------------------------------- reading
-    def _normalize(self, lq: np.ndarray, gt: np.ndarray, gt_path: str) -> Tuple[np.ndarray, np.ndarray]:
-        if self.normalize == 'dtype':
-            scale, low = float(np.iinfo(gt.dtype).max), 0.0
-        elif self.normalize == 'fixed':
-            scale, low = float(self.opt['norm_max']), 0.0
-        else:
-            low, high = percentile_range(gt, self.percentiles, gt_path)
-            scale = high - low
-        out = [np.clip((img.astype(np.float32) - low) / scale, 0.0, 1.0) for img in (lq, gt)]
-        return out[0], out[1]
+    def _normalize(self, lq: np.ndarray, lq_path: str, gt: np.ndarray, gt_path: str) -> Tuple[np.ndarray, np.ndarray]:
+        map_lq, map_gt = self.norm.pair_maps(lq, lq_path, gt, gt_path)
+        return map_lq.forward(lq), map_gt.forward(gt)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -212,7 +204,7 @@ class BBBC006Dataset(ExtraDatasetMixin, data.Dataset):
             if img.dtype not in (np.uint8, np.uint16):
                 raise ImageReadError(f'Image {path!r} has dtype {img.dtype}; BBBC006 images are 16-bit.')
         check_same_size(lq, lq_path, gt, gt_path)
-        img_lq, img_gt = self._normalize(lq, gt, gt_path)
+        img_lq, img_gt = self._normalize(lq, lq_path, gt, gt_path)
         if self.opt.get('phase') == 'train':
             img_gt, img_lq = train_augment([img_gt, img_lq], self.opt, f'{lq_path!r}/{gt_path!r}')
         img_gt, img_lq = img2tensor([img_gt, img_lq], bgr2rgb=False, float32=True)

@@ -20,7 +20,8 @@ Options (YAML keys of a ``datasets.train``/``datasets.val`` entry with ``type: P
 * ``io_backend``: ``{type: disk}`` or ``{type: lmdb}`` (then the data roots are ``.lmdb`` folders).
 * ``in_chans``: 1 (grayscale) or 3 (RGB, default); a mismatching image is an error unless ``to_gray: true``
   converts RGB to one channel (the paper's grayscale LFDOF for EFCR_ex on BBBC006).
-* 8- or 16-bit images are divided by their dtype's maximum (``image_io.to_float``).
+* ``normalize`` (default ``dtype``: 8/16-bit images divided by their dtype's maximum), ``norm_percentiles``,
+  ``norm_max``: the contract shared with ``mpt-deblur``, see :mod:`mpt_data.normalization`.
 * Training (``phase: train``): ``gt_size`` crop, random scaling and flips (see :mod:`mpt_data.transforms`).
 * ``extra_dataset`` / ``extra_sampling``: see :mod:`mpt_data.extra_data`.
 
@@ -40,6 +41,7 @@ from torch.utils import data
 
 from mpt_data.extra_data import ExtraDatasetMixin
 from mpt_data.image_io import ImageLoader, check_same_size, is_image_file, read_lmdb_keys
+from mpt_data.normalization import from_options as normalization_from_options
 from mpt_data.transforms import train_augment
 
 LAYOUTS = ('folder', 'dpdd', 'lfdof')
@@ -77,6 +79,7 @@ class PairedDefocusDataset(ExtraDatasetMixin, data.Dataset):
         super().__init__()
         self.opt = opt
         self.layout = opt.get('layout', 'folder')
+        self.norm = normalization_from_options(opt, default='dtype')
         if self.layout not in LAYOUTS:
             raise ValueError(f'layout must be one of {LAYOUTS}, got {self.layout!r}.')
         io_backend = dict(opt.get('io_backend', {'type': 'disk'}))
@@ -181,10 +184,12 @@ class PairedDefocusDataset(ExtraDatasetMixin, data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         lq_path, lq_key, gt_path = self.samples[index]
-        img_lq = self.loader.read(lq_path, lq_key)
-        img_gt = self.loader.read(gt_path, 'gt' if self.is_lmdb else 'default')
+        raw_lq = self.loader.read_raw(lq_path, lq_key)
+        raw_gt = self.loader.read_raw(gt_path, 'gt' if self.is_lmdb else 'default')
         lq_name, gt_name = self._name(lq_path, lq_key), self._name(gt_path, 'gt')
-        check_same_size(img_lq, lq_name, img_gt, gt_name)
+        check_same_size(raw_lq, lq_name, raw_gt, gt_name)
+        map_lq, map_gt = self.norm.pair_maps(raw_lq, lq_name, raw_gt, gt_name)
+        img_lq, img_gt = map_lq.forward(raw_lq), map_gt.forward(raw_gt)
         if self.opt.get('phase') == 'train':
             img_gt, img_lq = train_augment([img_gt, img_lq], self.opt, f'{lq_name!r}/{gt_name!r}')
         img_gt, img_lq = img2tensor([img_gt, img_lq], bgr2rgb=False, float32=True)

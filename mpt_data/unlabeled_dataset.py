@@ -5,7 +5,8 @@ Used for inference and as the unlabeled extra data of EFCR_ex (Sec. 3.2). Option
 * ``dataroot_lq``: a folder (searched recursively; paths kept relative for ``meta_info_file``) or an ``.lmdb``
   folder with ``io_backend: {type: lmdb}`` (keys from its ``meta_info.txt``).
 * ``meta_info_file`` (disk only): image paths relative to ``dataroot_lq``, first token of each line.
-* ``in_chans`` (default 3), ``to_gray``; training (``phase: train``): ``gt_size`` crop, random scaling and flips.
+* ``in_chans`` (default 3), ``to_gray``; ``normalize`` (default ``dtype``; a mode computable from the input
+  alone, :mod:`mpt_data.normalization`); training (``phase: train``): ``gt_size`` crop, random scaling and flips.
 * ``extra_dataset`` / ``extra_sampling``: see :mod:`mpt_data.extra_data`.
 
 Returns ``lq`` (float C x H x W in [0, 1]) and ``lq_path``.
@@ -22,6 +23,8 @@ from torch.utils import data
 
 from mpt_data.extra_data import ExtraDatasetMixin
 from mpt_data.image_io import IMAGE_EXTENSIONS, ImageLoader, read_lmdb_keys
+from mpt_data.normalization import from_options as normalization_from_options
+from mpt_data.normalization import require_input_only
 from mpt_data.transforms import train_augment
 
 
@@ -33,6 +36,8 @@ class UnlabeledDefocusDataset(ExtraDatasetMixin, data.Dataset):
         super().__init__()
         self.opt = opt
         root = str(opt['dataroot_lq'])
+        self.norm = normalization_from_options(opt, default='dtype')
+        require_input_only(self.norm, f'UnlabeledDefocusDataset {root!r}')  # no ground truth here
         io_backend = dict(opt.get('io_backend', {'type': 'disk'}))
         self.is_lmdb = io_backend['type'] == 'lmdb'
         in_chans, to_gray = opt.get('in_chans', 3), opt.get('to_gray', False)
@@ -62,7 +67,8 @@ class UnlabeledDefocusDataset(ExtraDatasetMixin, data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
-        img = self.loader.read(path, 'lq' if self.is_lmdb else 'default')
+        raw = self.loader.read_raw(path, 'lq' if self.is_lmdb else 'default')
+        img = self.norm.map_for(raw, path).forward(raw)
         if self.opt.get('phase') == 'train':
             (img,) = train_augment([img], self.opt, repr(path))
         sample = {'lq': img2tensor(img, bgr2rgb=False, float32=True), 'lq_path': path}

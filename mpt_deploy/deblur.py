@@ -1,19 +1,22 @@
-"""``mpt-deblur``: deblur image files with a trained network (tiled, any size, same format and bit depth out).
+"""``mpt-deblur``: deblur microscopy image files with a trained network (tiled, any size, same file layout out).
 
 Examples::
 
-    mpt-deblur -opt options/train_mpt_bbbc006.yml -w experiments/x/models/net_g_latest.pth -i blurry/ -o sharp/
-    mpt-deblur --arch MPT --net-opt in_chans=1 dim=40 -w net_g_latest.pth -i cell.tif -o out/ --device cuda
+    mpt-deblur -opt options/train_MPT_BBBC006_w1.yml -w experiments/x/models/net_g_latest.pth -i blurry/ -o sharp/
+    mpt-deblur --arch MPT --net-opt in_chans=1 dim=40 -w net_g_latest.pth -i stack.tif -o out/ --axes TZYX
 
-* input: one image or a folder of images (PNG, JPEG, TIFF; 8 or 16 bit; grayscale or RGB, RGBA keeps alpha);
-  outputs get the same file name, format, dtype and channel count, in the ``--output`` folder.
-* intensities are read and scaled exactly as the training datasets do (:mod:`mpt_data.image_io`: divide by the
-  dtype maximum), and the output is mapped back by the inverse (``round(clip(y, 0, 1) * max)``).
-* a one-channel network applied to an RGB image deblurs each channel separately (the paper trains per channel).
-* the network comes from ``network_g`` of a BasicSR option file (``-opt``) or from ``--arch`` + ``--net-opt``;
-  the checkpoint may be a BasicSR one (``params`` / ``params_ema``) or a bare state dict, loaded with
-  ``weights_only=True``; a mismatch lists the first missing / unexpected keys and shape differences.
-* images larger than ``--tile`` are processed in overlapping, blended tiles (:mod:`mpt_deploy.tiling`).
+Reference: ``docs/deblurring.md``. In short:
+
+* input: one file or a folder (not recursive) of PNG/JPEG/BMP/TIFF images, uint8/uint16 (TIFF also float32);
+  TIFF stacks (z, t, channel axes; tifffile's series axes, ``--axes`` overrides) are deblurred plane by plane
+  (:mod:`mpt_deploy.stacks`). Each output has the input's file name, format, shape, axes, dtype and metadata.
+* intensities: the normalisation the network was trained with, read from the option file (``-opt``), applied
+  to each plane and inverted on the output (:mod:`mpt_data.normalization`); a ground-truth-based map is refused.
+* channels: ``--channels`` decides what happens when a plane's colour count differs from the network's.
+* safety (:mod:`mpt_deploy.safe_output`): no output may resolve to an input; outputs are written atomically;
+  non-finite weights or outputs are errors; a failing file does not stop the batch.
+* exit codes: 0 all files written; 1 a setup error or at least one file failed (listed at the end); 2 bad
+  arguments (refused before any work).
 """
 
 from __future__ import annotations
@@ -21,28 +24,48 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 import mpt_plugin.compat  # noqa: F401  (before any basicsr import)
+from mpt_plugin.checkpoint import CheckpointError, check_finite, load_checkpoint, select_params
 
-JPEG_EXTENSIONS = ('.jpg', '.jpeg')
+CHANNEL_POLICIES = ('auto', 'per-channel', 'replicate', 'strict')
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(CheckpointError):
     """The checkpoint's parameters do not fit the network built from the options."""
 
 
+class DeblurError(ValueError):
+    """One image cannot be deblurred; the message names the file and the reason."""
+
+
 # --- network and checkpoint -----------------------------------------------------------------------------------
+def read_options(opt_file: str) -> Dict[str, Any]:
+    """A BasicSR YAML option file as a dict, read by the plugin's safe loader (errors name the file)."""
+    import yaml
+
+    from mpt_plugin.option_file import load_options
+
+    try:
+        opt = load_options(opt_file)
+    except yaml.YAMLError as err:  # invalid YAML, or a refused !!python/ tag
+        raise ValueError(str(err)) from None
+    if not isinstance(opt, dict):
+        raise ValueError(f'Option file {opt_file!r} is not a YAML mapping.')
+    return opt
+
+
 def network_options(opt_file: Optional[str] = None, arch: Optional[str] = None,
                     net_opt: Sequence[str] = ()) -> Dict[str, Any]:
     """``network_g`` options from a BasicSR YAML file, or ``{'type': arch, **key=value pairs}``."""
-    from mpt_plugin.option_file import load_options, parse_option_text
+    from mpt_plugin.option_file import parse_option_text
 
     if opt_file:
-        opt = load_options(opt_file)
-        if not isinstance(opt, dict) or not isinstance(opt.get('network_g'), dict):
+        opt = read_options(opt_file)
+        if not isinstance(opt.get('network_g'), dict):
             raise ValueError(f'Option file {opt_file!r} has no network_g section.')
         network = dict(opt['network_g'])
     elif arch:
@@ -68,22 +91,13 @@ def build_network(network_opt: Dict[str, Any]):
 
 
 def load_state_dict(path: str, param_key: Optional[str] = 'auto') -> Dict[str, Any]:
-    """Parameters from a BasicSR checkpoint (``params_ema``/``params``; ``param_key=None``: a bare state dict)."""
-    import torch
+    """Parameters from a BasicSR checkpoint (``params_ema``/``params``; ``param_key=None``: a bare state dict).
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'Checkpoint {path!r} does not exist.')
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    if not isinstance(ckpt, dict):
-        raise ValueError(f'Checkpoint {path!r} holds a {type(ckpt).__name__}, not a state dict.')
-    if param_key == 'auto':
-        param_key = next((k for k in ('params_ema', 'params') if isinstance(ckpt.get(k), dict)), None)
-    elif param_key and param_key not in ckpt:
-        raise KeyError(f'Checkpoint {path!r} has no {param_key!r} entry (keys: {sorted(ckpt)[:10]}).')
-    state = ckpt[param_key] if param_key else ckpt
-    if not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f'Checkpoint {path!r} is neither a BasicSR checkpoint (params/params_ema) nor a state dict.')
-    return {(k[7:] if k.startswith('module.') else k): v for k, v in state.items()}
+    Loaded with ``weights_only=True`` (:func:`mpt_plugin.checkpoint.load_checkpoint`); NaN/inf values are an error.
+    """
+    state = select_params(load_checkpoint(path), path, param_key)
+    check_finite(state, path)
+    return state
 
 
 def check_compatible(net, state: Dict[str, Any], path: str, show: int = 5) -> None:
@@ -121,72 +135,104 @@ def network_in_chans(network_opt: Dict[str, Any]) -> Optional[int]:
     return None
 
 
-# --- images ---------------------------------------------------------------------------------------------------
-def read_image(path: str) -> np.ndarray:
-    """``H x W x C`` image in RGB order with its stored dtype, decoded as the training datasets do."""
-    from mpt_data.image_io import decode_image
+def inference_normalization(opt_file: Optional[str], mode: Optional[str] = None,
+                            percentiles: Optional[Sequence[float]] = None, norm_max: Optional[float] = None):
+    """The :class:`~mpt_data.normalization.Normalization` to apply: the option file's, or ``--normalize``'s.
 
-    with open(path, 'rb') as handle:
-        return decode_image(handle.read(), path)
+    With ``-opt`` the datasets' ``normalize`` decides (a differing ``--normalize`` is refused); a map that
+    needs the ground truth is refused with the reason and what to set.
+    """
+    from mpt_data.normalization import from_options, from_train_options, require_input_only
 
-
-def write_image(path: str, img: np.ndarray, like: str) -> None:
-    """Write ``img`` (``H x W x C`` RGB, integer dtype) in the format of ``like`` (its extension)."""
-    import cv2
-
-    ext = os.path.splitext(like)[1].lower()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    if ext in ('.tif', '.tiff'):
-        import tifffile
-
-        data = img[:, :, 0] if img.shape[2] == 1 else img
-        tifffile.imwrite(path, data, photometric='minisblack' if img.shape[2] == 1 else 'rgb')
-        return
-    if ext in JPEG_EXTENSIONS and img.dtype != np.uint8:
-        raise ValueError(f'Cannot write {img.dtype} data as JPEG {path!r} (JPEG is 8 bit).')
-    if img.shape[2] == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_RGBA2BGRA)
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext in JPEG_EXTENSIONS else []
-    if not cv2.imwrite(path, img, params):
-        raise OSError(f'Could not write {path!r}.')
+    cli = {k: v for k, v in (('normalize', mode), ('norm_percentiles', percentiles), ('norm_max', norm_max))
+           if v is not None}
+    if opt_file:
+        norm = from_train_options(read_options(opt_file), f'Option file {opt_file!r}')
+        require_input_only(norm, f'Option file {opt_file!r}')
+        if cli and from_options({'name': '--normalize', 'normalize': norm.mode, **cli}) != norm:
+            raise ValueError(f'--normalize/--norm-* differ from option file {opt_file!r}, whose network was trained '
+                             f'with {norm}; drop them.')
+        return norm
+    norm = from_options({'name': '--normalize', **cli}, default='dtype')
+    require_input_only(norm, '--normalize')
+    return norm
 
 
-def from_unit(img: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Inverse of :func:`mpt_data.image_io.to_float`: ``round(clip(img, 0, 1) * dtype max)`` as ``dtype``."""
-    top = float(np.iinfo(dtype).max)
-    return np.round(np.clip(img, 0.0, 1.0) * top).astype(dtype)
+# --- one image ------------------------------------------------------------------------------------------------
+def channel_groups(plane: np.ndarray, in_chans: Optional[int], policy: str, path: str) -> Tuple[list, Callable]:
+    """Split an ``H x W x C`` colour plane into network inputs; returns them and the merge of the outputs.
+
+    ``auto``: same count as the network -> as is; a one-channel network and an RGB plane -> each channel on its
+    own (the paper trains one network per channel); anything else is an error naming ``--channels``.
+    ``per-channel``: always each channel on its own (one-channel networks). ``replicate``: a grayscale plane is
+    copied into every input channel of a multi-channel network and the output channels are averaged back.
+    ``strict``: counts must be equal.
+    """
+    channels = plane.shape[2]
+    need = in_chans or channels
+    if channels == need and policy != 'per-channel':
+        return [plane], lambda outs: outs[0]
+    if need == 1 and (policy == 'per-channel' or (policy == 'auto' and channels in (2, 3))):
+        return [plane[:, :, c:c + 1] for c in range(channels)], lambda outs: np.concatenate(outs, axis=2)
+    if policy == 'replicate' and channels == 1:
+        return [np.repeat(plane, need, axis=2)], lambda outs: outs[0].mean(axis=2, keepdims=True)
+    hint = {1: ' (use --channels replicate to feed it to the multi-channel network)'}.get(channels, '')
+    if need == 1 and policy not in ('auto', 'per-channel'):
+        hint = ' (use --channels per-channel to deblur each channel with the one-channel network)'
+    raise DeblurError(f'{path!r}: a plane has {channels} colour channel(s) but the network takes {need}{hint}.')
+
+
+def deblur_plane(net, plane: np.ndarray, path: str, norm, in_chans: Optional[int] = None, policy: str = 'auto',
+                 tile: int = 512, overlap: int = 32, context: int = 32, device: str = 'cpu',
+                 progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+    """Deblur one ``H x W x C`` plane (alpha, the 4th of 4 channels, passed through); same shape and dtype out.
+
+    Each network input gets the map ``norm`` computes from it alone; the output is mapped back by its inverse.
+    """
+    import torch
+
+    from mpt_deploy.tiling import tiled_forward
+
+    colour, alpha = (plane[:, :, :3], plane[:, :, 3:]) if plane.shape[2] == 4 else (plane, None)
+    groups, merge = channel_groups(colour, in_chans, policy, path)
+    outs = []
+    for group in groups:
+        imap = norm.map_for(group, path)
+        tensor = torch.from_numpy(np.ascontiguousarray(imap.forward(group).transpose(2, 0, 1)))[None]
+        result = tiled_forward(net, tensor, tile=tile, overlap=overlap, context=context, device=torch.device(device),
+                               progress=progress)[0].numpy().transpose(1, 2, 0)
+        if not np.isfinite(result).all():
+            raise DeblurError(f'{path!r}: the network produced NaN or infinite values; nothing was written.')
+        outs.append(imap.inverse(result, plane.dtype))
+    out = merge(outs).astype(plane.dtype)
+    if out.shape != colour.shape:
+        raise DeblurError(f'{path!r}: the network returned {out.shape[2]} channel(s) for {colour.shape[2]}.')
+    return np.concatenate([out, alpha], axis=2) if alpha is not None else out
+
+
+def deblur_image(net, image, norm, in_chans: Optional[int] = None, policy: str = 'auto', tile: int = 512,
+                 overlap: int = 32, context: int = 32, device: str = 'cpu',
+                 progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+    """Deblur every plane of an :class:`~mpt_deploy.stacks.ImageFile`; returns data of the same shape and dtype."""
+    from mpt_deploy.stacks import colour_axis, from_planes, planes
+
+    colour = colour_axis(image.axes, image.data.shape, in_chans)
+    flat, layout = planes(image.data, image.axes, colour)
+    out = np.empty_like(flat)
+    for i in range(flat.shape[0]):
+        out[i] = deblur_plane(net, flat[i], image.path, norm, in_chans, policy, tile, overlap, context, device,
+                              progress)
+    return from_planes(out, layout)
 
 
 def deblur_array(net, img: np.ndarray, path: str, in_chans: Optional[int] = None, tile: int = 512,
-                 overlap: int = 32, context: int = 32, device: str = 'cpu', progress=None) -> np.ndarray:
-    """Deblur an integer ``H x W x C`` image; returns the same shape and dtype (alpha passed through)."""
-    import torch
+                 overlap: int = 32, context: int = 32, device: str = 'cpu', progress=None, norm=None,
+                 policy: str = 'auto') -> np.ndarray:
+    """Deblur one ``H x W x C`` image (default map: divide by the dtype maximum); same shape and dtype out."""
+    from mpt_data.normalization import Normalization
 
-    from mpt_data.image_io import to_float
-    from mpt_deploy.tiling import tiled_forward
-
-    channels = img.shape[2]
-    colour, alpha = (img[:, :, :3], img[:, :, 3:]) if channels == 4 else (img, None)
-    unit = to_float(colour, path)
-    in_chans = in_chans or unit.shape[2]
-    if unit.shape[2] == in_chans:
-        groups = [unit]
-    elif in_chans == 1:
-        groups = [unit[:, :, c:c + 1] for c in range(unit.shape[2])]  # per channel (paper: one net per channel)
-    else:
-        raise ValueError(f'Image {path!r} has {unit.shape[2]} colour channel(s) but the network expects {in_chans}.')
-    outs = []
-    for group in groups:
-        tensor = torch.from_numpy(np.ascontiguousarray(group.transpose(2, 0, 1)))[None]
-        result = tiled_forward(net, tensor, tile=tile, overlap=overlap, context=context, device=torch.device(device),
-                               progress=progress)
-        outs.append(result[0].numpy().transpose(1, 2, 0))
-    out = from_unit(np.concatenate(outs, axis=2), img.dtype)
-    if out.shape[2] != colour.shape[2]:
-        raise ValueError(f'The network returned {out.shape[2]} channel(s) for the {colour.shape[2]} of {path!r}.')
-    return np.concatenate([out, alpha], axis=2) if alpha is not None else out
+    return deblur_plane(net, img, path, norm or Normalization('dtype'), in_chans, policy, tile, overlap, context,
+                        device, progress)
 
 
 def list_inputs(path: str) -> List[str]:
@@ -204,57 +250,101 @@ def list_inputs(path: str) -> List[str]:
     return [path]
 
 
+# --- command line ---------------------------------------------------------------------------------------------
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parse and validate the arguments (bad values exit with code 2 before any work)."""
     parser = argparse.ArgumentParser(prog='mpt-deblur', description=__doc__.split('\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('-i', '--input', required=True, help='image file or folder of images')
+    parser.add_argument('-i', '--input', required=True, nargs='+', help='image files and/or folders of images')
     parser.add_argument('-o', '--output', required=True, help='output folder (same file names and formats)')
     parser.add_argument('-w', '--weights', required=True, help='checkpoint (BasicSR net_g_*.pth or a state dict)')
-    parser.add_argument('-opt', '--opt', help='BasicSR option file whose network_g builds the network')
+    parser.add_argument('-opt', '--opt', help='BasicSR option file the network was trained with (network_g, '
+                        'datasets.*.normalize)')
     parser.add_argument('--arch', help='network type in ARCH_REGISTRY (e.g. MPT), instead of -opt')
     parser.add_argument('--net-opt', nargs='*', default=[], metavar='KEY=VALUE',
                         help='network keywords (YAML values), override/extend network_g')
     parser.add_argument('--param-key', default='auto', help="'auto' (params_ema, else params), a key, or '' (bare)")
+    parser.add_argument('--normalize', choices=['dtype', 'input_percentile', 'fixed'],
+                        help='intensity map without -opt (default dtype); with -opt the option file decides')
+    parser.add_argument('--norm-percentiles', type=float, nargs=2, metavar=('LOW', 'HIGH'))
+    parser.add_argument('--norm-max', type=float, help='divisor of --normalize fixed')
+    parser.add_argument('--axes', help='axes of TIFF inputs, one letter per dimension (e.g. ZYX, TZYX, YXS); '
+                        'overrides the file metadata')
+    parser.add_argument('--channels', default='auto', choices=CHANNEL_POLICIES,
+                        help='colour count differs from the network: auto (RGB into a 1-channel net: per channel), '
+                        'per-channel, replicate (gray into an RGB net), strict')
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--tile', type=int, default=512, help='tile size in pixels; 0 = whole image at once')
     parser.add_argument('--overlap', type=int, default=32, help='blending width between tiles')
     parser.add_argument('--context', type=int, default=32, help='discarded margin at inner tile edges')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.tile < 0:
+        parser.error(f'--tile must be >= 0 (0 = whole image at once), got {args.tile}.')
+    if args.overlap < 0 or args.context < 0:
+        parser.error(f'--overlap and --context must be >= 0, got {args.overlap} and {args.context}.')
+    if args.tile > 0 and args.tile <= args.overlap + 2 * args.context:
+        parser.error(f'--tile {args.tile} must exceed --overlap + 2 * --context = '
+                     f'{args.overlap + 2 * args.context} (or be 0).')
+    if not args.opt and not args.arch:
+        parser.error('give the network: -opt <option file with network_g> or --arch NAME.')
+    if args.axes:
+        from mpt_deploy.stacks import StackError, check_axes
+
+        try:
+            args.axes = check_axes(args.axes)
+        except StackError as err:
+            parser.error(str(err))
+    return args
+
+
+def _error(message: str) -> int:
+    print(f'mpt-deblur: error: {message}', file=sys.stderr)
+    return 1
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Command-line entry point of ``mpt-deblur``."""
-    args = parse_args(argv)  # before the heavy imports, so --help is quick
+    """Command-line entry point of ``mpt-deblur``; returns the exit code (see the module docstring)."""
+    args = parse_args(argv)  # before the heavy imports, so --help and bad arguments are quick
     from mpt_plugin.malloc_reuse import keep_freed_memory
 
     keep_freed_memory()  # reuse freed tensor memory instead of paging it in again (MPT_KEEP_FREED_MEMORY=0: off)
     import torch
     from tqdm import tqdm
 
+    from mpt_deploy.safe_output import atomic_write, plan_outputs
+    from mpt_deploy.stacks import read_image_file, write_image_file
     from mpt_deploy.tiling import count_tiles
 
     if args.device == 'cuda' and not torch.cuda.is_available():
-        raise SystemExit('mpt-deblur: --device cuda requested but CUDA is not available.')
-    files = list_inputs(args.input)
-    out_dir = os.path.abspath(args.output)
-    if any(os.path.dirname(os.path.abspath(f)) == out_dir for f in files):
-        raise SystemExit(f'mpt-deblur: output folder {out_dir!r} is the input folder; choose another one.')
-    from mpt_plugin.option_file import UnsafeOptionError
-
+        return _error('--device cuda requested but CUDA is not available.')
     try:
+        files = list(dict.fromkeys(f for item in args.input for f in list_inputs(item)))
+        pairs = plan_outputs(files, os.path.abspath(args.output))
+        norm = inference_normalization(args.opt, args.normalize, args.norm_percentiles, args.norm_max)
         network_opt = network_options(args.opt, args.arch, args.net_opt)
-    except UnsafeOptionError as err:
-        raise SystemExit(f'mpt-deblur: {err}') from None
-    net = load_network(network_opt, args.weights, args.param_key if args.param_key != '' else None, args.device)
+        net = load_network(network_opt, args.weights, args.param_key if args.param_key != '' else None, args.device)
+    except (OSError, ValueError, KeyError) as err:
+        return _error(str(err))
     in_chans = network_in_chans(network_opt)
-    for path in files:
-        img = read_image(path)
-        per_channel = img.shape[2] if in_chans == 1 and img.shape[2] in (3, 4) else 1
-        total = count_tiles(img.shape[0], img.shape[1], args.tile, args.overlap, args.context) * min(per_channel, 3)
-        with tqdm(total=total, desc=os.path.basename(path), unit='tile', file=sys.stderr) as bar:
-            out = deblur_array(net, img, path, in_chans, args.tile, args.overlap, args.context, args.device,
-                               progress=bar.update)
-        write_image(os.path.join(out_dir, os.path.basename(path)), out, like=path)
+    failures: List[Tuple[str, str]] = []
+    for path, out_path in pairs:
+        try:
+            image = read_image_file(path, args.axes)
+            h, w = image.data.shape[image.axes.index('Y')], image.data.shape[image.axes.index('X')]
+            total = count_tiles(h, w, args.tile, args.overlap, args.context) * max(1, image.data.size // (h * w))
+            with tqdm(total=total, desc=os.path.basename(path), unit='tile', file=sys.stderr) as bar:
+                out = deblur_image(net, image, norm, in_chans, args.channels, args.tile, args.overlap, args.context,
+                                   args.device, progress=bar.update)
+            atomic_write(out_path, lambda tmp: write_image_file(tmp, image, out))  # noqa: B023 - called at once
+        except Exception as err:  # one bad file must not stop the batch; reported below
+            failures.append((path, f'{type(err).__name__}: {err}'))
+            print(f'mpt-deblur: failed: {path}: {err}', file=sys.stderr)
+    if failures:
+        print(f'mpt-deblur: {len(failures)} of {len(pairs)} file(s) failed, '
+              f'{len(pairs) - len(failures)} written to {args.output!r}:', file=sys.stderr)
+        for path, message in failures:
+            print(f'  {path}: {message}', file=sys.stderr)
+        return 1
     return 0
 
 

@@ -202,7 +202,7 @@ def apply() -> None:
     from basicsr.utils.dist_util import master_only
 
     import mpt_plugin.compat  # noqa: F401
-    from mpt_plugin import option_file, resume
+    from mpt_plugin import checkpoint, option_file, resume
 
     if _APPLIED:  # importing basicsr above may have run the auto-load hook, which applies the patches
         return
@@ -211,6 +211,7 @@ def apply() -> None:
     model_cls.model_to_device = _make_model_to_device(model_cls.model_to_device)
     model_cls.save_network = master_only(save_network)
     model_cls.save_training_state = master_only(save_training_state)
+    model_cls.load_network = checkpoint.load_network  # weights_only=True, errors naming the file
     sr_model.SRModel.feed_data = _make_feed_data(sr_model.SRModel.feed_data)
     options.ordered_yaml = option_file.ordered_yaml  # looked up by parse_options at call time
     wrapped = _make_parse_options(options.parse_options)

@@ -54,9 +54,9 @@ def map_location(opt: Dict[str, Any]):
 
 def load_state_file(path: str, opt: Dict[str, Any]) -> Dict[str, Any]:
     """Load one training state onto the run's device."""
-    import torch
+    from mpt_plugin.checkpoint import load_checkpoint
 
-    return torch.load(path, map_location=map_location(opt), weights_only=True)
+    return load_checkpoint(path, map_location=map_location(opt))
 
 
 def find_latest_complete_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:

@@ -28,7 +28,6 @@ IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 def build_model(opt_path: Optional[Path], checkpoint: Optional[Path], random_init: bool, param_key: Optional[str],
                 in_chans: int):
     """The network of ``network_g`` in a BasicSR option file (or a paper-config MPT), with checkpoint weights."""
-    import torch
     from basicsr.archs import build_network
 
     import mpt_arch  # noqa: F401  (registers MPT)
@@ -43,7 +42,9 @@ def build_model(opt_path: Optional[Path], checkpoint: Optional[Path], random_ini
         net_opt = {'type': 'MPT', 'in_chans': in_chans}
     net = build_network(net_opt)
     if checkpoint is not None:
-        state = torch.load(str(checkpoint), map_location='cpu', weights_only=True)
+        from mpt_plugin.checkpoint import load_checkpoint
+
+        state = load_checkpoint(str(checkpoint))
         keys = [param_key] if param_key else ['params_ema', 'params']
         if isinstance(state, dict) and any(k in state for k in keys):
             state = state[next(k for k in keys if k in state)]

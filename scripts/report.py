@@ -158,7 +158,9 @@ def prepare_test_opt(opt_path: Path, checkpoint: Path, results_root: Path, lpips
         dataset['phase'] = name.split('_')[0]
         if 'scale' in opt:
             dataset['scale'] = opt['scale']
-    state = torch.load(str(checkpoint), map_location='cpu', weights_only=True)
+    from mpt_plugin.checkpoint import load_checkpoint
+
+    state = load_checkpoint(str(checkpoint))
     paths = opt.setdefault('path', {})
     paths['pretrain_network_g'] = str(checkpoint)
     if 'param_key_g' not in paths:

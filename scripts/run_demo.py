@@ -80,7 +80,9 @@ def evaluate(opt: dict, experiment_dir: str, n_images: int = 4, figure: Optional
 
     net = build_network(dict(opt['network_g']))
     weights = osp.join(experiment_dir, 'models', 'net_g_latest.pth')
-    net.load_state_dict(torch.load(weights, map_location='cpu')['params'])
+    from mpt_plugin.checkpoint import load_checkpoint, select_params
+
+    net.load_state_dict(select_params(load_checkpoint(weights), weights, 'params'))
     net.eval()
     val_opt = dict(opt['datasets']['val'], phase='val')
     dataset = build_dataset(val_opt)

@@ -62,16 +62,29 @@ def test_well_split_is_disjoint_and_deterministic(tmp_path):
 def test_normalisations(tmp_path):
     fields = make_bbbc006(tmp_path, wells=('a01',), sites=('1',), channels=('1',))
     raw_gt = bbbc_field_image(fields[('a01', '1', '1')]).astype(np.float64)
-    pct = BBBC006Dataset(_opt(tmp_path, normalize='percentile', norm_percentiles=[0, 100]))[0]
-    assert float(pct['gt'].min()) == 0.0 and float(pct['gt'].max()) == 1.0
-    expected = (raw_gt - raw_gt.min()) / (raw_gt.max() - raw_gt.min())
-    assert np.allclose(pct['gt'][0].numpy(), expected, atol=1e-6)
-    # the input uses the ground truth's map (not its own): its range stays inside, not stretched to [0, 1]
-    assert float(pct['lq'].max()) < 1.0 and float(pct['lq'].min()) > 0.0
+    lq_dir = tmp_path / 'BBBC006_v1_images_z_02'
+    raw_lq = tifffile.imread(lq_dir / os.listdir(lq_dir)[0]).astype(np.float64)
+    # default: the input's own percentiles, the same (unclipped) affine map for the ground truth
+    opt = _opt(tmp_path, input_planes=[2], norm_percentiles=[0, 100])
+    del opt['normalize']
+    default = BBBC006Dataset(opt)[0]
+    low, high = raw_lq.min(), raw_lq.max()
+    assert float(default['lq'].min()) == 0.0 and float(default['lq'].max()) == 1.0
+    assert np.allclose(default['gt'][0].numpy(), (raw_gt - low) / (high - low), atol=1e-6)
+    assert float(default['gt'].max()) > 1.0  # the sharper ground truth exceeds the input's range: not clipped
+    # legacy: the ground truth's map (clipped); 'percentile' is its old name
+    for name in ('gt_percentile', 'percentile'):
+        pct = BBBC006Dataset(_opt(tmp_path, normalize=name, norm_percentiles=[0, 100]))[0]
+        assert float(pct['gt'].min()) == 0.0 and float(pct['gt'].max()) == 1.0
+        expected = (raw_gt - raw_gt.min()) / (raw_gt.max() - raw_gt.min())
+        assert np.allclose(pct['gt'][0].numpy(), expected, atol=1e-6)
+        assert float(pct['lq'].max()) < 1.0 and float(pct['lq'].min()) > 0.0
     fixed = BBBC006Dataset(_opt(tmp_path, normalize='fixed', norm_max=4095))[0]
     assert np.allclose(fixed['gt'][0].numpy(), np.clip(raw_gt / 4095, 0, 1), atol=1e-6)
     dtype = BBBC006Dataset(_opt(tmp_path, normalize='dtype'))[0]
     assert np.allclose(dtype['gt'][0].numpy(), raw_gt / 65535, atol=1e-7)
+    with pytest.raises(ValueError, match='normalize must be one of'):
+        BBBC006Dataset(_opt(tmp_path, normalize='gt'))
 
 
 def test_flat_ground_truth_is_an_error(tmp_path):
@@ -79,9 +92,14 @@ def test_flat_ground_truth_is_an_error(tmp_path):
     gt_dir = tmp_path / 'BBBC006_v1_images_z_16'
     gt_file = gt_dir / os.listdir(gt_dir)[0]
     tifffile.imwrite(gt_file, np.full((40, 48), 700, np.uint16))
-    ds = BBBC006Dataset(_opt(tmp_path, normalize='percentile'))
+    ds = BBBC006Dataset(_opt(tmp_path, normalize='gt_percentile'))
     with pytest.raises(ImageReadError, match=gt_file.name):
         ds[0]
+    lq_dir = tmp_path / 'BBBC006_v1_images_z_02'
+    lq_file = lq_dir / os.listdir(lq_dir)[0]
+    tifffile.imwrite(lq_file, np.full((40, 48), 300, np.uint16))  # flat input: the default map names it
+    with pytest.raises(ImageReadError, match=lq_file.name):
+        BBBC006Dataset(_opt(tmp_path, normalize='input_percentile', input_planes=[2]))[0]
     assert float(BBBC006Dataset(_opt(tmp_path, normalize='dtype'))[0]['gt'].max()) == pytest.approx(700 / 65535)
 
 

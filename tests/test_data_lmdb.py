@@ -21,7 +21,7 @@ def test_bbbc006_lmdb_is_bitwise_identical(tmp_path):
     _script().main(['bbbc006', str(tmp_path / 'BBBC006'), '--output', str(lmdb_path)])
     lines = (lmdb_path / 'meta_info.txt').read_text().split('\n')
     assert 'z16_a01_s1_w2.png (40,48,1) 1' in lines
-    base = dict(name='b', phase='val', channel='both', normalize='percentile', split='all')
+    base = dict(name='b', phase='val', channel='both', normalize='input_percentile', split='all')
     disk = BBBC006Dataset(dict(base, dataroot=str(tmp_path / 'BBBC006')))
     lmdb = BBBC006Dataset(dict(base, dataroot=str(lmdb_path), io_backend={'type': 'lmdb'}))
     assert len(disk) == len(lmdb) == 12

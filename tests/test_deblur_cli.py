@@ -106,12 +106,14 @@ def test_mismatching_checkpoint_lists_keys_and_shapes(tmp_path):
         deblur.load_network(_mpt(1), str(tmp_path / 'bad.pth'))
 
 
-def test_wrong_channel_count_and_same_output_folder_are_errors(tmp_path):
+def test_wrong_channel_count_and_same_output_folder_are_errors(tmp_path, capsys):
     cv2.imwrite(str(tmp_path / 'g.png'), np.zeros((16, 16), np.uint8))
-    with pytest.raises(ValueError, match='g.png'):
-        _run(tmp_path, tmp_path / 'g.png', 3)
-    with pytest.raises(SystemExit, match='input folder'):
-        deblur.main(['--arch', 'MPT', '-w', 'x.pth', '-i', str(tmp_path / 'g.png'), '-o', str(tmp_path)])
+    ckpt = _identity_checkpoint(tmp_path / 'net.pth', 3)
+    net = ['--arch', 'MPT', '--net-opt', *[f'{k}={v}' for k, v in _mpt(3).items() if k != 'type'], '-w', ckpt]
+    assert deblur.main([*net, '-i', str(tmp_path / 'g.png'), '-o', str(tmp_path / 'out')]) == 1
+    assert 'g.png' in capsys.readouterr().err
+    assert deblur.main([*net, '-i', str(tmp_path / 'g.png'), '-o', str(tmp_path)]) == 1
+    assert 'resolves to the input file' in capsys.readouterr().err
 
 
 def test_script_shows_help():
