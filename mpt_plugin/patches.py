@@ -14,6 +14,11 @@ BasicSR 1.4.2 function                                  change
 ``utils.options.parse_options``                         accepts ``--local-rank``; site-packages root -> cwd;
                                                         ``num_gpu`` > 0 without CUDA -> 0 (with a warning)
 ``models.sr_model.SRModel.feed_data``                   a batch without ``gt`` drops the previous ``gt``
+``models.sr_model.SRModel.dist_validation``             rank 0 validates the unwrapped network; all ranks
+                                                        then meet at a barrier (:func:`dist_validation`)
+``utils.file_client.FileClient`` ``lmdb`` backend       one environment per folder per process
+                                                        (:mod:`mpt_plugin.lmdb_envs`)
+``utils.options.parse_options`` (again)                 start-up checks (:mod:`mpt_plugin.option_checks`)
 =====================================================  ==================================================
 
 The last one makes validation on unlabeled sets correct for SRModel and its subclasses (EFCRModel): BasicSR
@@ -25,11 +30,12 @@ GPU runs are unchanged: NCCL, one device per rank (``rank % device_count``), ``d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 import warnings
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 _APPLIED = False
 
@@ -77,6 +83,43 @@ def _make_feed_data(original):
 
     feed_data._mpt_patched = True
     return feed_data
+
+
+@contextlib.contextmanager
+def unwrapped_networks(model) -> Iterator[None]:  # noqa: ANN001
+    """Temporarily replace the model's ``DistributedDataParallel``/``DataParallel`` networks by their modules."""
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+    swapped = {}
+    for name in ('net_g', 'net_g_ema'):
+        net = getattr(model, name, None)
+        if isinstance(net, (DataParallel, DistributedDataParallel)):
+            swapped[name] = net
+            setattr(model, name, net.module)
+    try:
+        yield
+    finally:
+        for name, net in swapped.items():
+            setattr(model, name, net)
+
+
+def dist_validation(self, dataloader, current_iter, tb_logger, save_img) -> None:  # noqa: ANN001
+    """``SRModel.dist_validation`` that cannot desynchronise the ranks.
+
+    BasicSR 1.4.2 runs ``nondist_validation`` on rank 0 *through* the DDP wrapper, whose forward broadcasts
+    buffers: a collective that the other ranks, already training on (or finished), never join -- a hang on NCCL,
+    "Connection closed by peer" on gloo, or a silent mix-up with their next collective. Here rank 0 validates
+    the bare module (no collective in its forward; weights are identical on every rank after each step), and
+    every rank then waits at a barrier, so all leave validation together and the last validation cannot outlive
+    the other processes.
+    """
+    import torch.distributed as dist
+
+    if self.opt['rank'] == 0:
+        with unwrapped_networks(self):
+            self.nondist_validation(dataloader, current_iter, tb_logger, save_img)
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 # --- atomic checkpoints ---------------------------------------------------------------------------------------
@@ -177,6 +220,9 @@ def _make_parse_options(original):
                           RuntimeWarning, stacklevel=2)
             opt['num_gpu'] = 0
         _patch_caller_resume(caller)
+        from mpt_plugin import option_checks
+
+        option_checks.check_options(opt, is_train=is_train)
         return opt, args
 
     parse_options._mpt_patched = True
@@ -195,7 +241,7 @@ def apply() -> None:
     from basicsr.utils.dist_util import master_only
 
     import mpt_plugin.compat  # noqa: F401
-    from mpt_plugin import resume
+    from mpt_plugin import lmdb_envs, resume
 
     if _APPLIED:  # importing basicsr above may have run the auto-load hook, which applies the patches
         return
@@ -205,6 +251,8 @@ def apply() -> None:
     model_cls.save_network = master_only(save_network)
     model_cls.save_training_state = master_only(save_training_state)
     sr_model.SRModel.feed_data = _make_feed_data(sr_model.SRModel.feed_data)
+    sr_model.SRModel.dist_validation = dist_validation
+    lmdb_envs.install()
     wrapped = _make_parse_options(options.parse_options)
     for module in (options, basicsr.train, basicsr.test):
         module.parse_options = wrapped
