@@ -16,6 +16,8 @@ BasicSR 1.4.2 function                                  change
 ``models.sr_model.SRModel.feed_data``                   a batch without ``gt`` drops the previous ``gt``
 ``models.sr_model.SRModel.dist_validation``             rank 0 validates the unwrapped network; all ranks
                                                         then meet at a barrier (:func:`dist_validation`)
+``models.base_model.BaseModel.validation``              a validation that raises during training first
+                                                        saves ``net_g_latest.pth`` (:func:`_make_validation`)
 ``utils.file_client.FileClient`` ``lmdb`` backend       one environment per folder per process
                                                         (:mod:`mpt_plugin.lmdb_envs`)
 ``utils.options.parse_options`` (again)                 start-up checks (:mod:`mpt_plugin.option_checks`)
@@ -120,6 +122,24 @@ def dist_validation(self, dataloader, current_iter, tb_logger, save_img) -> None
             self.nondist_validation(dataloader, current_iter, tb_logger, save_img)
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def _make_validation(original):
+    def validation(self, dataloader, current_iter, tb_logger, save_img=False):  # noqa: ANN001, ANN202
+        """BaseModel.validation; if it raises during training, the latest weights are saved before re-raising."""
+        try:
+            return original(self, dataloader, current_iter, tb_logger, save_img)
+        except BaseException as err:
+            if self.opt.get('is_train'):
+                from basicsr.utils import get_root_logger
+
+                get_root_logger().error(f'Validation at iteration {current_iter} failed ({type(err).__name__}: '
+                                        f'{err}); saving net_*_latest.pth before stopping.')
+                self.save(-1, -1)  # networks only; rank 0 (save_network is master_only)
+            raise
+
+    validation._mpt_patched = True
+    return validation
 
 
 # --- atomic checkpoints ---------------------------------------------------------------------------------------
@@ -248,6 +268,7 @@ def apply() -> None:
     dist_util._init_dist_pytorch = _make_init_dist_pytorch(dist_util._init_dist_pytorch)
     model_cls = base_model.BaseModel
     model_cls.model_to_device = _make_model_to_device(model_cls.model_to_device)
+    model_cls.validation = _make_validation(model_cls.validation)
     model_cls.save_network = master_only(save_network)
     model_cls.save_training_state = master_only(save_training_state)
     sr_model.SRModel.feed_data = _make_feed_data(sr_model.SRModel.feed_data)

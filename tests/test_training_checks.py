@@ -249,3 +249,53 @@ def test_checkpoint_mode_follows_the_umask(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert (tmp_path / 'net_g_1.pth').stat().st_mode & 0o777 == mode
+
+
+# --------------------------------------------------------------------------------------------- validation
+def test_a_failing_validation_saves_the_latest_weights_before_stopping():
+    from basicsr.models.base_model import BaseModel
+
+    saved = []
+
+    class _Model:
+        opt = {'is_train': True, 'dist': False}
+
+        def nondist_validation(self, *args):
+            raise RuntimeError('metric exploded')
+
+        def save(self, epoch, current_iter):
+            saved.append((epoch, current_iter))
+
+    assert getattr(BaseModel.validation, '_mpt_patched', False)
+    with pytest.raises(RuntimeError, match='metric exploded'):
+        BaseModel.validation(_Model(), None, 10, None, False)
+    assert saved == [(-1, -1)]
+
+
+def test_dist_validation_uses_the_unwrapped_network_and_meets_at_a_barrier(monkeypatch):
+    import torch.distributed as dist
+    from basicsr.models.sr_model import SRModel
+
+    events = []
+    net = torch.nn.Linear(1, 1)
+
+    class _Wrapper(torch.nn.parallel.DistributedDataParallel):
+        def __init__(self, module):  # no process group needed for this check
+            torch.nn.Module.__init__(self)
+            self.module = module
+
+    class _Model:
+        def __init__(self, rank):
+            self.opt = {'rank': rank}
+            self.net_g = _Wrapper(net)
+
+        def nondist_validation(self, *args):
+            events.append(('validate', type(self.net_g).__name__))
+
+    monkeypatch.setattr(dist, 'is_initialized', lambda: True)
+    monkeypatch.setattr(dist, 'barrier', lambda *a, **k: events.append(('barrier',)))
+    for rank in (0, 1):
+        model = _Model(rank)
+        SRModel.dist_validation(model, None, 2, None, False)
+        assert isinstance(model.net_g, _Wrapper)  # the wrapper is back for training
+    assert events == [('validate', 'Linear'), ('barrier',), ('barrier',)]
