@@ -7,7 +7,8 @@ function at the depth where the problem lives; nothing of ``train.py`` is copied
 =====================================================  ==================================================
 BasicSR 1.4.2 function                                  change
 =====================================================  ==================================================
-``utils.dist_util._init_dist_pytorch``                  without CUDA: backend ``gloo``, no ``set_device``
+``utils.dist_util._init_dist_pytorch``                  without CUDA: backend ``gloo``, no ``set_device``;
+                                                        ``MPT_DIST_TIMEOUT`` (seconds): collective timeout
 ``models.base_model.BaseModel.model_to_device``         on CPU: ``DistributedDataParallel(device_ids=None)``
 ``BaseModel.save_network`` / ``save_training_state``   atomic write (:mod:`mpt_plugin.atomic`)
 ``train.load_resume_state``                             CPU-safe, latest complete state (:mod:`.resume`)
@@ -49,6 +50,10 @@ def _make_init_dist_pytorch(original):
         import torch
         import torch.distributed as dist
 
+        if os.environ.get('MPT_DIST_TIMEOUT'):  # rank 0's validation must finish within it (others wait)
+            import datetime
+
+            kwargs.setdefault('timeout', datetime.timedelta(seconds=float(os.environ['MPT_DIST_TIMEOUT'])))
         if 'RANK' not in os.environ:
             raise RuntimeError('--launcher pytorch needs the RANK/WORLD_SIZE/MASTER_ADDR environment set by a launcher '
                                '(e.g. torchrun --nproc_per_node=2 ...).')

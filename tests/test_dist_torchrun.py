@@ -104,7 +104,7 @@ def _assert_validated_and_saved(tmp_path, name):
 def test_two_cpu_ranks_validate_mid_run_and_at_the_end(tmp_path):
     """Gloo: rank 0 validates at iterations 2, 4 and after the last; no crash, identical ranks, final checkpoint."""
     write_pairs(str(tmp_path / 'data'), count=4, size=32)
-    _torchrun(tmp_path, _validating_options(tmp_path, 'dist_val'), CPU_ONLY)
+    _torchrun(tmp_path, _validating_options(tmp_path, 'dist_val'), {**CPU_ONLY, 'MPT_DIST_TIMEOUT': '240'})
     _assert_validated_and_saved(tmp_path, 'dist_val')
 
 
