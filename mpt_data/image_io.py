@@ -241,6 +241,8 @@ class ImageLoader:
             return read_header(bytes(content), name, tiff=False)
         if not os.path.isfile(path):
             raise ImageReadError(f'Image file {path!r} does not exist.')
+        if os.path.getsize(path) == 0:
+            raise ImageReadError(f'No data for image {path!r} (empty file).')
         return read_header(path, path)
 
     def read(self, path: str, client_key: str = 'default') -> np.ndarray:

@@ -299,3 +299,14 @@ def test_dist_validation_uses_the_unwrapped_network_and_meets_at_a_barrier(monke
         SRModel.dist_validation(model, None, 2, None, False)
         assert isinstance(model.net_g, _Wrapper)  # the wrapper is back for training
     assert events == [('validate', 'Linear'), ('barrier',), ('barrier',)]
+
+
+def test_check_files_covers_unlabeled_sets(tmp_path):
+    from mpt_data import UnlabeledDefocusDataset
+
+    make_paired_folder(tmp_path / 'lq', tmp_path / 'unused', ['a.png', 'b.png'], c=3)
+    (tmp_path / 'lq' / 'b.png').write_bytes(b'')
+    opt = dict(name='u', dataroot_lq=str(tmp_path / 'lq'), gt_size=16)
+    with pytest.raises(ImageReadError, match=r"(?s)check_files: 1 problem.*lq/b.png' \(empty file\)"):
+        UnlabeledDefocusDataset(dict(opt, phase='train'))
+    assert len(UnlabeledDefocusDataset(dict(opt, phase='val'))) == 2
