@@ -48,6 +48,7 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from mpt_data.extra_data import ExtraDatasetMixin
+from mpt_data.file_checks import check_files_enabled, check_samples, note_ignored, raise_unpaired
 from mpt_data.image_io import ImageLoader, ImageReadError, check_same_size, read_lmdb_keys
 from mpt_data.normalization import from_options as normalization_from_options
 from mpt_data.transforms import train_augment
@@ -85,7 +86,9 @@ def is_test_well(well: str, test_fraction: float, seed: int = 0) -> bool:
 def scan_plane_folder(folder: str) -> Dict[Field, str]:
     """Map (well, site, channel) -> TIFF path for one plane folder."""
     found: Dict[Field, str] = {}
-    for name in sorted(os.listdir(folder)):
+    names = sorted(os.listdir(folder))
+    note_ignored(folder, [n for n in names if not n.lower().endswith(('.tif', '.tiff'))])
+    for name in names:
         if not name.lower().endswith(('.tif', '.tiff')):
             continue
         field = parse_file_name(name)
@@ -132,7 +135,18 @@ class BBBC006Dataset(ExtraDatasetMixin, data.Dataset):
         if not self.samples:
             raise ValueError(f'No BBBC006 pair for split {self.split!r}, channel {channel!r}, input planes '
                              f'{self.input_planes} in {self.root!r}.')
+        if check_files_enabled(opt):
+            self.check_files()
         self.init_extra(opt)
+
+    def check_files(self) -> int:
+        """Read every image header once and report all bad files together (:mod:`mpt_data.file_checks`)."""
+        name = (lambda p: f'{self.root}[{p}]') if self.is_lmdb else (lambda p: p)
+        samples = [[(name(lq), lambda p=lq: self.loader.read_header(p)),
+                    (name(gt), lambda p=gt: self.loader.read_header(p))] for lq, gt, _ in self.samples]
+        gt_size = self.opt.get('gt_size') if not self.opt.get('use_scale', True) else None
+        return check_samples(samples, self.opt.get('name', 'BBBC006'), 1,
+                             gt_size=int(gt_size) if self.opt.get('phase') == 'train' and gt_size else None)
 
     # ---------------------------------------------------------------- indexing
     def _scan_folders(self) -> Dict[int, Dict[Field, str]]:
@@ -171,16 +185,18 @@ class BBBC006Dataset(ExtraDatasetMixin, data.Dataset):
 
     def _pair(self, planes: Dict[int, Dict[Field, str]]) -> List[Tuple[str, str, Field]]:
         gt = planes[self.gt_plane]
-        samples = []
+        samples, unpaired = [], []
         for plane in self.input_planes:
             for field, lq_path in sorted(planes[plane].items()):
                 if field[2] not in self.channels or not self._in_split(field[0]):
                     continue
                 if field not in gt:
                     where = self.root if self.is_lmdb else osp.join(self.root, plane_folder(self.gt_plane))
-                    raise ValueError(f'Missing in-focus plane z{self.gt_plane} for {lq_path!r} (well {field[0]}, '
-                                     f'site {field[1]}, channel w{field[2]}) in {where!r}.')
+                    unpaired.append(f'Missing in-focus plane z{self.gt_plane} for {lq_path!r} (well {field[0]}, '
+                                    f'site {field[1]}, channel w{field[2]}) in {where!r}')
+                    continue
                 samples.append((lq_path, gt[field], field))
+        raise_unpaired(self.opt.get('name', 'BBBC006'), unpaired)
         return samples
 
     @property

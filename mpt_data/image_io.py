@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Optional, Sequence, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -28,6 +28,64 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.PNG', '.
 
 class ImageReadError(ValueError):
     """An image could not be used; the message names the file and the reason."""
+
+
+class ImageHeader(NamedTuple):
+    """What an image file's header says: height, width, channels and the numpy dtype name of its samples."""
+
+    height: int
+    width: int
+    channels: int
+    dtype: str
+
+
+_PIL_MODES = {'1': (1, 'uint8'), 'L': (1, 'uint8'), 'P': (3, 'uint8'), 'LA': (2, 'uint8'), 'RGB': (3, 'uint8'),
+              'RGBA': (4, 'uint8'), 'CMYK': (4, 'uint8'), 'I;16': (1, 'uint16'), 'I;16B': (1, 'uint16'),
+              'I;16L': (1, 'uint16'), 'I': (1, 'uint16'), 'F': (1, 'float32')}
+
+
+def read_header(source: Union[str, bytes], name: str, tiff: Optional[bool] = None) -> ImageHeader:
+    """Size, channels and dtype of an image from its header only (a path on disk, or the encoded bytes).
+
+    TIFFs: ``tifffile`` reads the first page's tags; other formats: Pillow's lazy ``Image.open``. A format neither
+    reads is decoded in full as a fallback. Raises :class:`ImageReadError` naming ``name`` when unreadable.
+    """
+    if tiff is None:
+        tiff = name.lower().endswith(TIFF_EXTENSIONS)
+    handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    if isinstance(handle, io.BytesIO) and len(source) == 0:
+        raise ImageReadError(f'No data for image {name!r} (empty file or LMDB value).')
+    try:
+        if tiff:
+            import tifffile
+
+            with tifffile.TiffFile(handle) as tif:
+                page = tif.pages[0]
+                shape, dtype = page.shape, np.dtype(page.dtype).name
+            if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[-1] not in (1, 3, 4):
+                shape = shape[1:] + shape[:1]  # planar (C, H, W)
+            channels = shape[2] if len(shape) == 3 else 1
+            if len(shape) not in (2, 3):
+                raise ImageReadError(f'Image {name!r} has unsupported shape {shape}.')
+            return ImageHeader(int(shape[0]), int(shape[1]), int(channels), dtype)
+        from PIL import Image
+
+        with Image.open(handle) as img:
+            width, height = img.size
+            mode = img.mode
+        if mode in _PIL_MODES:
+            channels, dtype = _PIL_MODES[mode]
+            return ImageHeader(int(height), int(width), channels, dtype)
+    except ImageReadError:
+        raise
+    except Exception as err:  # noqa: BLE001 - every decoder failure means the same to the user
+        raise ImageReadError(f'Cannot read the header of image {name!r} (unreadable or not an image): '
+                             f'{type(err).__name__}: {err}') from err
+    if isinstance(source, str):
+        with open(source, 'rb') as fin:
+            source = fin.read()
+    img = decode_image(bytes(source), name, tiff=tiff)  # unusual mode: decode to be sure
+    return ImageHeader(img.shape[0], img.shape[1], img.shape[2], img.dtype.name)
 
 
 def is_image_file(name: str) -> bool:
@@ -149,6 +207,9 @@ class ImageLoader:
     def _file_client(self) -> FileClient:
         if self._client is None:
             if self.is_lmdb:
+                from mpt_plugin import lmdb_envs
+
+                lmdb_envs.install()  # one environment per folder per process, shared with every other reader
                 self._client = FileClient('lmdb', db_paths=list(self.lmdb_roots.values()),
                                           client_keys=list(self.lmdb_roots.keys()), **self.io_opt)
             else:
@@ -169,6 +230,20 @@ class ImageLoader:
             name = path
             img = decode_image(content, name)
         return match_channels(img, self.in_chans, name, self.to_gray)
+
+    def read_header(self, path: str, client_key: str = 'default') -> ImageHeader:
+        """:func:`read_header` of one image (disk: the file's header only; LMDB: the stored PNG's header)."""
+        if self.is_lmdb:
+            name = f'{self.lmdb_roots[client_key]}[{path}]'
+            content = self._file_client().get(path, client_key)
+            if content is None:
+                raise ImageReadError(f'No data for image {name!r} (missing LMDB key).')
+            return read_header(bytes(content), name, tiff=False)
+        if not os.path.isfile(path):
+            raise ImageReadError(f'Image file {path!r} does not exist.')
+        if os.path.getsize(path) == 0:
+            raise ImageReadError(f'No data for image {path!r} (empty file).')
+        return read_header(path, path)
 
     def read(self, path: str, client_key: str = 'default') -> np.ndarray:
         """Image as float32 ``H x W x C`` in [0, 1] (divided by the dtype's maximum)."""

@@ -34,12 +34,13 @@ import os
 import os.path as osp
 from typing import List, Tuple
 
-from basicsr.data.data_util import paired_paths_from_folder, paired_paths_from_lmdb, paired_paths_from_meta_info_file
+from basicsr.data.data_util import paired_paths_from_lmdb, paired_paths_from_meta_info_file
 from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from mpt_data.extra_data import ExtraDatasetMixin
+from mpt_data.file_checks import check_files_enabled, check_samples, note_ignored, raise_unpaired
 from mpt_data.image_io import ImageLoader, check_same_size, is_image_file, read_lmdb_keys
 from mpt_data.normalization import from_options as normalization_from_options
 from mpt_data.transforms import train_augment
@@ -53,11 +54,34 @@ def _require_dir(folder: str, what: str) -> None:
 
 
 def _list_images(folder: str) -> List[str]:
+    """Image file names of ``folder`` (sorted); other files are ignored with a note."""
     _require_dir(folder, 'Image')
-    names = sorted(n for n in os.listdir(folder) if is_image_file(n) and osp.isfile(osp.join(folder, n)))
+    files = [n for n in os.listdir(folder) if osp.isfile(osp.join(folder, n))]
+    names = sorted(n for n in files if is_image_file(n))
+    note_ignored(folder, (n for n in files if not is_image_file(n)))
     if not names:
         raise ValueError(f'Folder {folder!r} contains no image.')
     return names
+
+
+def pair_folder(lq_root: str, gt_root: str, gt_names: List[str], tmpl: str = '{}') -> Tuple[list, List[str]]:
+    """BasicSR's folder pairing (gt ``<stem><ext>`` <-> lq ``tmpl.format(stem)<ext>``) over image files only.
+
+    Returns (sorted ``(lq path, gt path)`` pairs, every unpaired file as a message) instead of BasicSR's
+    ``different number of images`` assertion, which neither ignores non-image files nor names the culprit.
+    """
+    lq_names = set(_list_images(lq_root))
+    pairs, unpaired = [], []
+    for gt_name in gt_names:
+        stem, ext = osp.splitext(gt_name)
+        lq_name = f'{tmpl.format(stem)}{ext}'
+        if lq_name in lq_names:
+            lq_names.discard(lq_name)
+            pairs.append((osp.join(lq_root, lq_name), osp.join(gt_root, gt_name)))
+        else:
+            unpaired.append(f'{osp.join(gt_root, gt_name)!r} has no input {lq_name!r} in {lq_root!r}')
+    unpaired += [f'{osp.join(lq_root, name)!r} has no ground truth in {gt_root!r}' for name in sorted(lq_names)]
+    return sorted(pairs), unpaired
 
 
 def _lfdof_gt_index(gt_root: str) -> dict:
@@ -96,7 +120,19 @@ class PairedDefocusDataset(ExtraDatasetMixin, data.Dataset):
             self.samples = self._disk_samples(lq_roots, gt_root)
         if not self.samples:
             raise ValueError(f'No pair found in {lq_roots} / {gt_root!r}.')
+        if check_files_enabled(opt):
+            self.check_files()
         self.init_extra(opt)
+
+    def check_files(self) -> int:
+        """Read every image header once and report all bad files together (:mod:`mpt_data.file_checks`)."""
+        gt_key = 'gt' if self.is_lmdb else 'default'
+        samples = [[(self._name(lq, lq_key), lambda p=lq, k=lq_key: self.loader.read_header(p, k)),
+                    (self._name(gt, gt_key), lambda p=gt: self.loader.read_header(p, gt_key))]
+                   for lq, lq_key, gt in self.samples]
+        gt_size = self.opt.get('gt_size') if not self.opt.get('use_scale', True) else None
+        return check_samples(samples, self.opt.get('name', 'dataset'), self.loader.in_chans, self.loader.to_gray,
+                             int(gt_size) if self.opt.get('phase') == 'train' and gt_size else None)
 
     def _roots(self) -> Tuple[List[str], str]:
         opt = self.opt
@@ -145,19 +181,19 @@ class PairedDefocusDataset(ExtraDatasetMixin, data.Dataset):
                                      f'{gt_root!r}.')
                 samples.append((osp.join(lq_root, rel), 'default', osp.join(gt_root, gt_index[scene])))
             return samples
-        _list_images(gt_root)  # clear error for a missing or empty gt folder
+        gt_names = _list_images(gt_root)  # clear error for a missing or empty gt folder
         tmpl = opt.get('filename_tmpl', '{}')
+        unpaired: List[str] = []
         for lq_root in lq_roots:
-            _list_images(lq_root)
             if meta:
+                _list_images(lq_root)
                 pairs = paired_paths_from_meta_info_file([lq_root, gt_root], ['lq', 'gt'], meta, tmpl)
+                samples += [(p['lq_path'], 'default', p['gt_path']) for p in pairs]
             else:
-                try:
-                    pairs = paired_paths_from_folder([lq_root, gt_root], ['lq', 'gt'], tmpl)
-                except AssertionError as err:
-                    raise ValueError(f'Cannot pair {lq_root!r} with {gt_root!r}: {err}') from err
-            found = [(p['lq_path'], 'default', p['gt_path']) for p in pairs]
-            samples += found if meta else sorted(found)  # scandir order is arbitrary
+                pairs, missing = pair_folder(lq_root, gt_root, gt_names, tmpl)
+                unpaired += missing
+                samples += [(lq, 'default', gt) for lq, gt in pairs]
+        raise_unpaired(opt.get('name', 'dataset'), unpaired)
         return samples
 
     def _lmdb_samples(self, lq_roots: List[str], gt_root: str) -> list:

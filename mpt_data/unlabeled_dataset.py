@@ -7,6 +7,7 @@ Used for inference and as the unlabeled extra data of EFCR_ex (Sec. 3.2). Option
 * ``meta_info_file`` (disk only): image paths relative to ``dataroot_lq``, first token of each line.
 * ``in_chans`` (default 3), ``to_gray``; ``normalize`` (default ``dtype``; a mode computable from the input
   alone, :mod:`mpt_data.normalization`); training (``phase: train``): ``gt_size`` crop, random scaling and flips.
+* ``check_files`` (default true in training): every header read at start-up (:mod:`mpt_data.file_checks`).
 * ``extra_dataset`` / ``extra_sampling``: see :mod:`mpt_data.extra_data`.
 
 Returns ``lq`` (float C x H x W in [0, 1]) and ``lq_path``.
@@ -22,6 +23,7 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from mpt_data.extra_data import ExtraDatasetMixin
+from mpt_data.file_checks import check_files_enabled, check_samples
 from mpt_data.image_io import IMAGE_EXTENSIONS, ImageLoader, read_lmdb_keys
 from mpt_data.normalization import from_options as normalization_from_options
 from mpt_data.normalization import require_input_only
@@ -60,7 +62,18 @@ class UnlabeledDefocusDataset(ExtraDatasetMixin, data.Dataset):
         if not self.paths:
             raise ValueError(f'No image found in {root!r}.')
         self.root = root
+        if check_files_enabled(opt):
+            self.check_files()
         self.init_extra(opt)
+
+    def check_files(self) -> int:
+        """Read every image header once and report all bad files together (:mod:`mpt_data.file_checks`)."""
+        key = 'lq' if self.is_lmdb else 'default'
+        name = (lambda p: f'{self.root}[{p}]') if self.is_lmdb else (lambda p: p)
+        samples = [[(name(p), lambda p=p: self.loader.read_header(p, key))] for p in self.paths]
+        gt_size = self.opt.get('gt_size') if not self.opt.get('use_scale', True) else None
+        return check_samples(samples, self.opt.get('name', 'unlabeled'), self.loader.in_chans, self.loader.to_gray,
+                             int(gt_size) if self.opt.get('phase') == 'train' and gt_size else None)
 
     def __len__(self) -> int:
         return len(self.paths)

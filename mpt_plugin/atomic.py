@@ -5,6 +5,10 @@ flushed and ``fsync``-ed, then renamed over the destination with :func:`os.repla
 Windows within one file system), and the folder entry is ``fsync``-ed. A crash at any point leaves at most a
 stray ``*.partial`` file, which BasicSR's ``--auto_resume`` never picks (it lists visible ``*.state`` files
 only) and which :func:`remove_stale_partials` can clean up.
+
+``mkstemp`` creates its file with mode 0600 whatever the umask; the file is given ``0666 & ~umask`` before it is
+renamed, so checkpoints get the mode of any other new file (umask 022: 0644, 027: 0640), as BasicSR's plain
+``torch.save`` would give them.
 """
 
 from __future__ import annotations
@@ -27,6 +31,25 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process umask (read without changing it where ``/proc`` allows, else by setting and restoring it)."""
+    try:
+        with open('/proc/self/status', encoding='ascii') as handle:
+            for line in handle:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """Mode an ordinary new file gets under the current umask (``0666 & ~umask``)."""
+    return 0o666 & ~current_umask()
+
+
 def atomic_torch_save(obj: Any, path: str) -> None:
     """``torch.save(obj, path)`` that never leaves a truncated ``path`` behind (see module docstring)."""
     import torch
@@ -35,6 +58,8 @@ def atomic_torch_save(obj: Any, path: str) -> None:
     fd, tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix=PARTIAL_SUFFIX, dir=directory)
     try:
         with os.fdopen(fd, 'wb') as handle:
+            if hasattr(os, 'fchmod'):  # POSIX; Windows has no mode bits to fix
+                os.fchmod(handle.fileno(), new_file_mode())
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())

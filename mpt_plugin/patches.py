@@ -7,7 +7,8 @@ function at the depth where the problem lives; nothing of ``train.py`` is copied
 =====================================================  ==================================================
 BasicSR 1.4.2 function                                  change
 =====================================================  ==================================================
-``utils.dist_util._init_dist_pytorch``                  without CUDA: backend ``gloo``, no ``set_device``
+``utils.dist_util._init_dist_pytorch``                  without CUDA: backend ``gloo``, no ``set_device``;
+                                                        ``MPT_DIST_TIMEOUT`` (seconds): collective timeout
 ``models.base_model.BaseModel.model_to_device``         on CPU: ``DistributedDataParallel(device_ids=None)``
 ``BaseModel.save_network`` / ``save_training_state``   atomic write (:mod:`mpt_plugin.atomic`)
 ``train.load_resume_state``                             CPU-safe, latest complete state (:mod:`.resume`)
@@ -16,6 +17,13 @@ BasicSR 1.4.2 function                                  change
 ``utils.options.ordered_yaml``                          safe loader (:mod:`mpt_plugin.option_file`):
                                                         ``!!python/...`` tags refused, nothing executed
 ``models.sr_model.SRModel.feed_data``                   a batch without ``gt`` drops the previous ``gt``
+``models.sr_model.SRModel.dist_validation``             rank 0 validates the unwrapped network; all ranks
+                                                        then meet at a barrier (:func:`dist_validation`)
+``models.base_model.BaseModel.validation``              a validation that raises during training first
+                                                        saves ``net_g_latest.pth`` (:func:`_make_validation`)
+``utils.file_client.FileClient`` ``lmdb`` backend       one environment per folder per process
+                                                        (:mod:`mpt_plugin.lmdb_envs`)
+``utils.options.parse_options`` (again)                 start-up checks (:mod:`mpt_plugin.option_checks`)
 =====================================================  ==================================================
 
 The last one makes validation on unlabeled sets correct for SRModel and its subclasses (EFCRModel): BasicSR
@@ -27,11 +35,12 @@ GPU runs are unchanged: NCCL, one device per rank (``rank % device_count``), ``d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 import warnings
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 _APPLIED = False
 
@@ -43,6 +52,10 @@ def _make_init_dist_pytorch(original):
         import torch
         import torch.distributed as dist
 
+        if os.environ.get('MPT_DIST_TIMEOUT'):  # rank 0's validation must finish within it (others wait)
+            import datetime
+
+            kwargs.setdefault('timeout', datetime.timedelta(seconds=float(os.environ['MPT_DIST_TIMEOUT'])))
         if 'RANK' not in os.environ:
             raise RuntimeError('--launcher pytorch needs the RANK/WORLD_SIZE/MASTER_ADDR environment set by a launcher '
                                '(e.g. torchrun --nproc_per_node=2 ...).')
@@ -79,6 +92,61 @@ def _make_feed_data(original):
 
     feed_data._mpt_patched = True
     return feed_data
+
+
+@contextlib.contextmanager
+def unwrapped_networks(model) -> Iterator[None]:  # noqa: ANN001
+    """Temporarily replace the model's ``DistributedDataParallel``/``DataParallel`` networks by their modules."""
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+    swapped = {}
+    for name in ('net_g', 'net_g_ema'):
+        net = getattr(model, name, None)
+        if isinstance(net, (DataParallel, DistributedDataParallel)):
+            swapped[name] = net
+            setattr(model, name, net.module)
+    try:
+        yield
+    finally:
+        for name, net in swapped.items():
+            setattr(model, name, net)
+
+
+def dist_validation(self, dataloader, current_iter, tb_logger, save_img) -> None:  # noqa: ANN001
+    """``SRModel.dist_validation`` that cannot desynchronise the ranks.
+
+    BasicSR 1.4.2 runs ``nondist_validation`` on rank 0 *through* the DDP wrapper, whose forward broadcasts
+    buffers: a collective that the other ranks, already training on (or finished), never join -- a hang on NCCL,
+    "Connection closed by peer" on gloo, or a silent mix-up with their next collective. Here rank 0 validates
+    the bare module (no collective in its forward; weights are identical on every rank after each step), and
+    every rank then waits at a barrier, so all leave validation together and the last validation cannot outlive
+    the other processes.
+    """
+    import torch.distributed as dist
+
+    if self.opt['rank'] == 0:
+        with unwrapped_networks(self):
+            self.nondist_validation(dataloader, current_iter, tb_logger, save_img)
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _make_validation(original):
+    def validation(self, dataloader, current_iter, tb_logger, save_img=False):  # noqa: ANN001, ANN202
+        """BaseModel.validation; if it raises during training, the latest weights are saved before re-raising."""
+        try:
+            return original(self, dataloader, current_iter, tb_logger, save_img)
+        except BaseException as err:
+            if self.opt.get('is_train'):
+                from basicsr.utils import get_root_logger
+
+                get_root_logger().error(f'Validation at iteration {current_iter} failed ({type(err).__name__}: '
+                                        f'{err}); saving net_*_latest.pth before stopping.')
+                self.save(-1, -1)  # networks only; rank 0 (save_network is master_only)
+            raise
+
+    validation._mpt_patched = True
+    return validation
 
 
 # --- atomic checkpoints ---------------------------------------------------------------------------------------
@@ -184,6 +252,9 @@ def _make_parse_options(original):
                           RuntimeWarning, stacklevel=2)
             opt['num_gpu'] = 0
         _patch_caller_resume(caller)
+        from mpt_plugin import option_checks
+
+        option_checks.check_options(opt, is_train=is_train)
         return opt, args
 
     parse_options._mpt_patched = True
@@ -202,17 +273,20 @@ def apply() -> None:
     from basicsr.utils.dist_util import master_only
 
     import mpt_plugin.compat  # noqa: F401
-    from mpt_plugin import checkpoint, option_file, resume
+    from mpt_plugin import checkpoint, lmdb_envs, option_file, resume
 
     if _APPLIED:  # importing basicsr above may have run the auto-load hook, which applies the patches
         return
     dist_util._init_dist_pytorch = _make_init_dist_pytorch(dist_util._init_dist_pytorch)
     model_cls = base_model.BaseModel
     model_cls.model_to_device = _make_model_to_device(model_cls.model_to_device)
+    model_cls.validation = _make_validation(model_cls.validation)
     model_cls.save_network = master_only(save_network)
     model_cls.save_training_state = master_only(save_training_state)
     model_cls.load_network = checkpoint.load_network  # weights_only=True, errors naming the file
     sr_model.SRModel.feed_data = _make_feed_data(sr_model.SRModel.feed_data)
+    sr_model.SRModel.dist_validation = dist_validation
+    lmdb_envs.install()
     options.ordered_yaml = option_file.ordered_yaml  # looked up by parse_options at call time
     wrapped = _make_parse_options(options.parse_options)
     for module in (options, basicsr.train, basicsr.test):

@@ -7,8 +7,9 @@ folder. Here:
 
 * states are looked up in ``opt['path']['training_states']`` (where they were saved);
 * candidates are tried newest first; a state that does not load, or whose network checkpoints
-  (``net_<name>_<iter>.pth``) are missing, is skipped with a warning, so auto-resume picks the latest
-  complete state even after a crash of an older, non-atomic writer;
+  (``net_<name>_<iter>.pth``) are missing or do not load (damaged, truncated, not a dict of tensors), is
+  skipped with a warning, so auto-resume falls back to the previous complete (state, network) pair even
+  after a crash of an older, non-atomic writer or a damaged copy;
 * tensors are mapped to the current CUDA device when the run uses a GPU, to the CPU otherwise;
 * loading uses ``torch.load(..., weights_only=True)`` (training states hold only tensors and plain values).
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from mpt_plugin.atomic import remove_stale_partials
 
@@ -33,13 +34,14 @@ def list_states(states_dir: str) -> List[int]:
     return sorted(iters, reverse=True)
 
 
-def _network_files(opt: Dict[str, Any], resume_iter: int) -> List[str]:
-    """Network checkpoints that BasicSR's ``check_resume`` will load for ``resume_iter``."""
+def _network_files(opt: Dict[str, Any], resume_iter: int) -> List[Tuple[str, str]]:
+    """(network name, checkpoint) pairs that BasicSR's ``check_resume`` will load for ``resume_iter``."""
     ignored = opt['path'].get('ignore_resume_networks') or []
     files = []
     for key in opt:
         if key.startswith('network_') and key not in ignored:
-            files.append(os.path.join(opt['path']['models'], f"net_{key[len('network_'):]}_{resume_iter}.pth"))
+            name = key[len('network_'):]
+            files.append((name, os.path.join(opt['path']['models'], f'net_{name}_{resume_iter}.pth')))
     return files
 
 
@@ -59,18 +61,41 @@ def load_state_file(path: str, opt: Dict[str, Any]) -> Dict[str, Any]:
     return load_checkpoint(path, map_location=map_location(opt))
 
 
+def network_file_problem(path: str, param_key: Optional[str] = None) -> Optional[str]:
+    """Why the network checkpoint ``path`` cannot be resumed from, or None when it loads (on the CPU)."""
+    import torch
+
+    if not os.path.isfile(path):
+        return 'missing'
+    try:
+        content = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure makes the pair unusable
+        return f'does not load ({type(err).__name__}: {err})'
+    if not isinstance(content, dict) or not content:
+        return f'holds {type(content).__name__}, not a state dict'
+    if param_key is not None and param_key in content:
+        content = content[param_key]
+    if not isinstance(content, dict) or not all(isinstance(v, torch.Tensor) for v in content.values()):
+        return 'is not a dict of tensors'
+    return None
+
+
 def find_latest_complete_state(opt: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """Newest loadable state in the run's ``training_states`` whose network checkpoints exist, or None."""
+    """Newest loadable state in the run's ``training_states`` whose network checkpoints load, or None."""
     states_dir = opt['path']['training_states']
     for folder in (states_dir, opt['path'].get('models')):
         if folder and os.path.isdir(folder):
             remove_stale_partials(folder)  # left by a crash mid-save; never complete
     for resume_iter in list_states(states_dir):
         path = os.path.join(states_dir, f'{resume_iter}.state')
-        missing = [f for f in _network_files(opt, resume_iter) if not os.path.isfile(f)]
-        if missing:
-            warnings.warn(f'Skipping training state {path}: network checkpoint(s) missing: {missing}',
-                          RuntimeWarning, stacklevel=2)
+        problems = []
+        for net_name, net_file in _network_files(opt, resume_iter):
+            problem = network_file_problem(net_file, opt['path'].get(f'param_key_{net_name}', 'params'))
+            if problem is not None:
+                problems.append(f'{net_file} {problem}')
+        if problems:
+            warnings.warn(f'Skipping training state {path}: network checkpoint(s) unusable: {"; ".join(problems)}. '
+                          'Falling back to the previous state.', RuntimeWarning, stacklevel=2)
             continue
         try:
             state = load_state_file(path, opt)

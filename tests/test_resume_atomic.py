@@ -88,6 +88,20 @@ def test_auto_resume_picks_latest_complete_state(tmp_path):
     assert not (tmp_path / 'models' / '.net_g_10.pth.abc.partial').exists()
 
 
+def test_damaged_network_file_makes_auto_resume_fall_back_to_the_previous_pair(tmp_path):
+    _write_run(tmp_path, [4, 6, 8])
+    for it in (4, 6, 8):
+        torch.save({'params': {'w': torch.full((2,), float(it))}}, tmp_path / 'models' / f'net_g_{it}.pth')
+    good = (tmp_path / 'models' / 'net_g_8.pth').read_bytes()
+    (tmp_path / 'models' / 'net_g_8.pth').write_bytes(good[:len(good) // 2])  # damaged, 8.state is fine
+    torch.save([1, 2, 3], tmp_path / 'models' / 'net_g_6.pth')  # loads, but is no state dict
+    opt = _opt(tmp_path)
+    with pytest.warns(RuntimeWarning, match=r'net_g_8.pth does not load.*Falling back'):
+        state = resume.load_resume_state(opt)
+    assert state['iter'] == 4
+    assert opt['path']['pretrain_network_g'].endswith('net_g_4.pth')
+
+
 def test_resume_maps_to_cpu_without_touching_cuda(tmp_path, monkeypatch):
     _write_run(tmp_path, [3])
     monkeypatch.setattr(torch.cuda, 'current_device', lambda: pytest.fail('torch.cuda.current_device called'))
