@@ -6,7 +6,7 @@ channels and dtype, no pixel decoding) and raises one :class:`~mpt_data.image_io
 
 * unreadable file (damaged, truncated header, not an image, missing LMDB key),
 * image with the wrong channel count for ``in_chans`` (RGB is fine with ``to_gray: true``) or an unsupported
-  dtype (only 8- and 16-bit unsigned),
+  dtype (the normalisation contract's: uint8, uint16, float32),
 * pair whose input and ground truth differ in size,
 * image smaller than ``gt_size`` in training,
 
@@ -21,7 +21,9 @@ import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from mpt_data.image_io import ImageHeader, ImageReadError
+from mpt_data.normalization import SUPPORTED_DTYPES
 
+SUPPORTED = tuple(dtype.__name__ for dtype in SUPPORTED_DTYPES)  # 'uint8', 'uint16', 'float32'
 MAX_LISTED = 50  # problems printed in full; the rest are counted
 
 # one sample: the images that must have the same size, each as (display name, header reader)
@@ -83,9 +85,9 @@ def check_samples(samples: Iterable[Sample], dataset_name: str, in_chans: int, t
                     problems.append(str(err))
                     continue
                 headers[name] = header
-                if header.dtype not in ('uint8', 'uint16'):
-                    problems.append(f'{name!r} has dtype {header.dtype}; only 8- and 16-bit unsigned images are '
-                                    'supported')
+                if header.dtype not in SUPPORTED:
+                    problems.append(f'{name!r} has dtype {header.dtype}; supported: {", ".join(SUPPORTED)} '
+                                    '(mpt_data.normalization)')
                 if header.channels != in_chans and not (to_gray and in_chans == 1 and header.channels == 3):
                     hint = ' (to_gray: true converts RGB)' if in_chans == 1 and header.channels == 3 else ''
                     problems.append(f'{name!r} has {header.channels} channel(s) but in_chans is {in_chans}{hint}')
