@@ -10,6 +10,7 @@ key by key and shape by shape against the network it is meant for. Anything unex
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -164,7 +165,7 @@ def convert_authors_state_dict(
         raise AuthorsCheckpointError(f'authors\' checkpoint: entries that are not tensors: {_listing(bad)}')
     network_opt = detect_network_opt(sd, scales)
     expected = expected_state_dict(network_opt)
-    wanted = {target: _authors_names(target) for target in expected}
+    wanted = {target: authors_names(target) for target in expected}
     known = {a for names in wanted.values() for a in names}
     extra = [k for k in sd if k not in known and not k.endswith(_DROPPED)]
     missing = [a for names in wanted.values() for a in names if a not in sd]
@@ -195,7 +196,7 @@ def convert_authors_state_dict(
     return out, network_opt
 
 
-def _authors_names(target: str) -> List[str]:
+def authors_names(target: str) -> List[str]:
     """The authors' key(s) (prefix-stripped) that make up the plugin key ``target``, in concatenation order."""
     for authors, plugin in _TOP.items():
         if plugin == target:
@@ -218,3 +219,23 @@ def network_opt_yaml(network_opt: Mapping[str, Any]) -> str:
     for key, value in network_opt.items():
         lines.append(f'  {key}: {value}')
     return '\n'.join(lines)
+
+
+def load_authors_network(path: str, device: str = 'cpu', scales: Optional[Sequence[Sequence[float]]] = None,
+                         announce: bool = True) -> Optional[Tuple[torch.nn.Module, Dict[str, Any]]]:
+    """``(network, network_opt)`` when ``path`` is an authors' checkpoint: converted on load, strict-loaded into
+    ``MPT(compat='authors')`` (in eval mode on ``device``); None for any other file (``mpt-deblur``'s hook)."""
+    if not os.path.isfile(path):
+        return None  # the caller's own loader reports it
+    obj = torch.load(path, map_location='cpu', weights_only=True)
+    if not is_authors_state_dict(obj):
+        return None
+    state, network_opt = convert_authors_state_dict(obj, scales)
+    from mpt_arch import MPT
+
+    net = MPT(**{k: v for k, v in network_opt.items() if k != 'type'})
+    net.load_state_dict(state, strict=True)
+    if announce:
+        args = ', '.join(f'{k}={v!r}' for k, v in network_opt.items() if k != 'type')
+        print(f"{path}: authors' MPT checkpoint, converted on load -> MPT({args})", flush=True)
+    return net.to(device).eval(), network_opt

@@ -240,8 +240,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out_dir = os.path.abspath(args.output)
     if any(os.path.dirname(os.path.abspath(f)) == out_dir for f in files):
         raise SystemExit(f'mpt-deblur: output folder {out_dir!r} is the input folder; choose another one.')
-    network_opt = network_options(args.opt, args.arch, args.net_opt)
-    net = load_network(network_opt, args.weights, args.param_key if args.param_key != '' else None, args.device)
+    from mpt_deploy.authors_checkpoint import load_authors_network
+
+    authors = load_authors_network(args.weights, args.device)  # the authors' released file: converted on load
+    if authors is not None:
+        net, network_opt = authors
+    else:
+        network_opt = network_options(args.opt, args.arch, args.net_opt)
+        net = load_network(network_opt, args.weights, args.param_key if args.param_key != '' else None, args.device)
     in_chans = network_in_chans(network_opt)
     for path in files:
         img = read_image(path)
