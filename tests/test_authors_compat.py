@@ -260,3 +260,21 @@ def test_cswa_layer_matches_the_authors_with_large_signed_temperatures(ratio, sh
         fast = ours(x.permute(0, 2, 3, 1).contiguous())
     slow = ours(x.permute(0, 2, 3, 1).contiguous()).detach()
     assert _relative_error(fast, want) < 1e-4 and _relative_error(slow, want) < 1e-4
+
+
+@pytest.mark.parametrize('experiment', ['BBBC006_w1', 'BBBC006_w2', '3DHistech', 'CaDISBlur', 'DPDD'])
+def test_authors_option_files(experiment):
+    """``test_MPT_authors_<set>.yml``: the data of ``test_MPT_<set>.yml``, ``compat: authors``, a strict load."""
+    import yaml
+
+    from mpt_deploy.authors_checkpoint import expected_state_dict
+
+    opt = yaml.safe_load((REPO / 'options' / f'test_MPT_authors_{experiment}.yml').read_text())
+    plain = yaml.safe_load((REPO / 'options' / f'test_MPT_{experiment}.yml').read_text())
+    assert opt['datasets'] == plain['datasets'] and opt['val'] == plain['val']
+    assert opt['network_g'] == {**plain['network_g'], 'compat': 'authors'}
+    assert opt['path']['strict_load_g'] is True and opt['path']['param_key_g'] == 'params'
+    assert opt['path']['pretrain_network_g'].endswith('.pth')
+    shapes = expected_state_dict(opt['network_g'])
+    in_out_convs = 2 * 40 * 9 * (3 - opt['network_g']['in_chans'])  # conv_in + conv_out are narrower for gray
+    assert sum(s.numel() for s in shapes.values()) == 19_799_356 - in_out_convs
