@@ -278,3 +278,20 @@ def test_authors_option_files(experiment):
     shapes = expected_state_dict(opt['network_g'])
     in_out_convs = 2 * 40 * 9 * (3 - opt['network_g']['in_chans'])  # conv_in + conv_out are narrower for gray
     assert sum(s.numel() for s in shapes.values()) == 19_799_356 - in_out_convs
+
+
+def test_benchmark_prints_ratios_to_the_authors_row(tmp_path):
+    bench = load_script('benchmark')
+    rows = [{'model': 'mpt', 'kind': 'forward', 'size': '1x3x256x256', 'params': 10, 'gflops': 50.0, 'seconds': 1.0,
+             'cpu_seconds': 2.0, 'peak_mb': 300.0},
+            {'model': 'authors', 'kind': 'forward', 'size': '1x3x256x256', 'params': 10, 'gflops': 100.0,
+             'seconds': 4.0, 'cpu_seconds': 8.0, 'peak_mb': 100.0}]
+    lines = bench.authors_ratios(rows)
+    assert len(lines) == 3 and lines[2] == '| mpt | forward | 1x3x256x256 | 1.00x | 0.50x | 0.25x | 0.25x | 3.00x |'
+    clone = tmp_path / 'MPT-CataBlur'
+    (clone / 'models').mkdir(parents=True)
+    (clone / 'models' / 'MPT.py').write_text('')
+    assert bench.authors_mpt_file(str(clone)) == str(clone / 'models' / 'MPT.py')
+    assert bench.authors_mpt_file(str(clone / 'models')) == str(clone / 'models' / 'MPT.py')
+    with pytest.raises(FileNotFoundError):
+        bench.authors_mpt_file(str(tmp_path))
