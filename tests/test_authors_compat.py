@@ -229,6 +229,12 @@ def test_mpt_deblur_takes_an_authors_file_without_options(authors_file, tmp_path
     want = np.round(np.clip(want.numpy(), 0, 1) * 65535).astype(np.uint16)
     assert out.shape == img.shape and out.dtype == np.uint16
     assert np.abs(out.astype(np.int64) - want).max() <= 1 and not np.array_equal(out, img)
+    big = np.random.default_rng(1).integers(0, 256, (150, 200, 3), dtype=np.uint8)  # RGB: per channel, 4 tiles
+    tifffile.imwrite(tmp_path / 'rgb.tif', big)
+    assert deblur.main(['-w', str(path), '-i', str(tmp_path / 'rgb.tif'), '-o', str(tmp_path / 'tiled'),
+                        '--tile', '128', '--overlap', '8', '--context', '8']) == 0
+    tiled = tifffile.imread(tmp_path / 'tiled' / 'rgb.tif')
+    assert tiled.shape == big.shape and tiled.dtype == np.uint8 and not np.array_equal(tiled, big)
 
 
 @needs_oracle
