@@ -52,6 +52,12 @@ class CrossScaleWindowAttention(nn.Module):
     Inference (no autograd) never builds a full-size gathered map: the projections run on row strips and the
     attention, output projection and scatter back to pixels one group of regions at a time (``row_strips``).
 
+    Authors' compatibility (``pairing='raster'``, used by ``MPT(compat='authors')``): the layout of
+    ``region_geometry.build_authors_layout`` (raster-order pairing, query depthwise conv on the regrouped frame,
+    the authors' shift and -100 mask) and a raw, unclamped per-head temperature ``temperature`` ``(heads,)`` in
+    place of ``logit_scale`` (REFERENCE.md, "The authors' checkpoints", differences 1-5). Map sizes must then be
+    multiples of ``r M`` (``MPT`` pads its input accordingly).
+
     Analysis hooks: set ``keep_attention = True`` to compute attention explicitly and keep, for the last call,
     ``last_attention`` (softmax weights ``(B, nRegions, heads, r^2 M^2, M^2)``), ``last_query_xy``
     ``(nRegions, r^2 M^2, 2)`` and ``last_key_xy`` ``(nRegions, M^2, 2)`` (float ``(x, y)`` pixel coordinates in the
@@ -62,9 +68,12 @@ class CrossScaleWindowAttention(nn.Module):
 
     def __init__(
         self, dim: int, heads: int, scale: float, window_size: int = 8, shifted: bool = False,
-        downsample: str = 'avgpool', npconv: bool = True,
+        downsample: str = 'avgpool', npconv: bool = True, pairing: str = 'region',
     ) -> None:
         super().__init__()
+        if pairing not in ('region', 'raster'):
+            raise ValueError(f"CSWA pairing must be 'region' (paper) or 'raster' (authors' code), got {pairing!r}")
+        self.pairing = pairing
         if dim % heads:
             raise ValueError(f'CSWA dim {dim} is not divisible by heads {heads}')
         if window_size < 2 or window_size % 2:
@@ -81,7 +90,10 @@ class CrossScaleWindowAttention(nn.Module):
         self.q_dw = nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=False) if npconv else None
         self.kv = Projection(dim, 2 * dim)
         self.kv_dw = nn.Conv2d(2 * dim, 2 * dim, 3, padding=1, groups=2 * dim, bias=False) if npconv else None
-        self.logit_scale = nn.Parameter(torch.full((heads,), math.log(10.0)))
+        if pairing == 'raster':  # the authors' raw multiplier (initialised to 1 as theirs)
+            self.temperature = nn.Parameter(torch.ones(heads))
+        else:
+            self.logit_scale = nn.Parameter(torch.full((heads,), math.log(10.0)))
         self.rpb_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, heads))
         nn.init.trunc_normal_(self.rpb_table, std=0.02)
         self.proj = Projection(dim, dim)
@@ -92,6 +104,7 @@ class CrossScaleWindowAttention(nn.Module):
 
     def extra_repr(self) -> str:
         extra = '' if self.npconv else ', npconv=False'
+        extra += ", pairing='raster'" if self.pairing == 'raster' else ''
         return (f'dim={self.dim}, heads={self.heads}, scale=1/{self.ratio}, M={self.window_size}, '
                 f'shifted={self.shifted}{extra}')
 
@@ -112,12 +125,13 @@ class CrossScaleWindowAttention(nn.Module):
         """``x``: layer-normalised features ``(B, H, W, C)``; returns ``(B, H, W, C)`` (``+ residual`` if given)."""
         b, h, w, c = x.shape
         m, r, heads, d = self.window_size, self.ratio, self.heads, c // self.heads
-        layout = region_layout(h, w, r, m, self.shifted, x.device)
+        layout = region_layout(h, w, r, m, self.shifted, x.device, self.pairing)
         n_regions, lq, lk = layout.n_regions, r * r * m * m, m * m
-        temperature = self.logit_scale.clamp(max=math.log(100.0)).exp()
+        temperature = self.temperature if self.pairing == 'raster' else \
+            self.logit_scale.clamp(max=math.log(100.0)).exp()
         if use_strips(x) and not self.keep_attention:
             return self._forward_chunks(x, residual, layout, temperature)
-        q = normalize_heads(self._dwconv(self.q(x), self.q_dw), heads, temperature)
+        q = normalize_heads(self._dwconv(self.q(self._query_frame(x, layout)), self.q_dw), heads, temperature)
         kv = self._dwconv(self.kv(self._downscaled(x)), self.kv_dw)
         # gather into regions (token_gather: the backward is a gather too), then (B * nR, heads, L, d) views
         q = gather_tokens(q.reshape(b, h * w, c), layout.q_src, layout.q_inv)
@@ -129,9 +143,19 @@ class CrossScaleWindowAttention(nn.Module):
         bias = self._bias().to(q.dtype)  # heads, M^2, M^2
         mask = None if layout.border_mask is None else layout.border_mask.to(q.dtype)
         out = self._explicit_attention(q, k, v, bias, mask, b, layout, (h, w))
-        out = gather_tokens(out.transpose(1, 2).reshape(b, n_regions * lq, c), layout.q_inv, layout.q_src,
+        out = gather_tokens(out.transpose(1, 2).reshape(b, n_regions * lq, c), layout.out_index, layout.out_src,
                             layout.q_pad)
         return linear_add(out.view(b, h, w, c), self.proj.weight, residual)
+
+    def _query_frame(self, x: torch.Tensor, layout: RegionLayout) -> torch.Tensor:
+        """The map the query projection and depthwise conv run on: ``x`` itself, or for the authors' pairing its
+        ``r^2`` regrouped sub-images ``(B r^2, H/r, W/r, C)`` (``RegionLayout.reg_src``)."""
+        if layout.reg_src is None:
+            return x
+        b, h, w, c = x.shape
+        r = self.ratio
+        t = gather_tokens(x.reshape(b, h * w, c), layout.reg_src, layout.reg_inv)
+        return t.view(b * r * r, h // r, w // r, c)
 
     def _downscaled(self, x: torch.Tensor) -> torch.Tensor:
         """The key/value source map: ``x`` average-pooled by ``r`` plus ``Linear`` of it (the down-sampling module
@@ -167,7 +191,7 @@ class CrossScaleWindowAttention(nn.Module):
         of regions at a time (``RegionLayout.chunks``), so no full-size gathered or attention-output map exists."""
         b, h, w, c = x.shape
         heads, d, r2 = self.heads, c // self.heads, self.ratio**2
-        q = self._project_strips(x, self.q, self.q_dw, temperature).view(b, h * w, c)
+        q = self._project_strips(self._query_frame(x, layout), self.q, self.q_dw, temperature).view(b, h * w, c)
         kv = self._project_strips(self._downscaled(x), self.kv, self.kv_dw)
         kv = kv.view(b, -1, 2 * c)
         lq, lk = r2 * self.window_size**2, self.window_size**2

@@ -65,9 +65,17 @@ class MPT(nn.Module):
             ``'no_linear'``, ``'maxpool'``, ``'conv'`` (depthwise), ``'conv_full'``, ``'bicubic'``.
         npconv: False drops CSWA's depthwise 3x3 on Q/K/V (Table 9 V_w/o NPC).
         shift_windows: False: no shifted sub-blocks (Table 9 V_w/o sw).
+        compat: ``None`` (the paper's network) or ``'authors'``: compute the function of the authors' released
+            code, so their checkpoints (converted by ``mpt_deploy.authors_checkpoint``) run exactly: raster-order
+            CSWA pairing with the query depthwise conv on the regrouped layout, their shift and -100 mask, a raw
+            unclamped CSWA ``temperature`` (instead of ``logit_scale``) and the FEFN shortcut from the ISCA branch
+            (REFERENCE.md, "The authors' checkpoints", differences 1-6). Only with the paper's branch, FFN and
+            down-sampling choices.
 
     Any ``H x W`` is accepted: the input is reflection-padded to a multiple of ``2^(L-1)`` (needed by the pixel
     unshuffles) and the output cropped back; each CSWA pads to whole windows internally and masks the padding.
+    With ``compat='authors'`` the input is padded instead to the multiple the authors' pairing needs
+    (:attr:`pad_multiple`, 128 at the paper configuration), so on such sizes the output is exactly theirs.
     """
 
     def __init__(
@@ -85,8 +93,14 @@ class MPT(nn.Module):
         downsample: str = 'avgpool',
         npconv: bool = True,
         shift_windows: bool = True,
+        compat: Optional[str] = None,
     ) -> None:
         super().__init__()
+        if compat not in (None, 'authors'):
+            raise ValueError(f"MPT compat must be None (the paper's network) or 'authors', got {compat!r}")
+        if compat == 'authors' and (attention, ffn, downsample, npconv) != ('cswa+isca', 'fefn', 'avgpool', True):
+            raise ValueError("MPT compat='authors' exists for the paper's variant only (attention='cswa+isca', "
+                             "ffn='fefn', downsample='avgpool', npconv=True)")
         variants = dict(attention=check_choice('attention', attention, tuple(ATTENTION_PAIRS)),
                         ffn=check_choice('ffn', ffn, FFN_VARIANTS),
                         downsample=check_choice('downsample', downsample, DOWNSAMPLE_VARIANTS),
@@ -115,7 +129,12 @@ class MPT(nn.Module):
             raise ValueError(f'MPT window_size must be an even int >= 2, got {window_size!r}')
         if levels > 1 and dim % 2:
             raise ValueError(f'MPT dim must be even for the Conv3x3(C->C/2) down-sampling, got {dim}')
-        self.in_chans, self.out_chans, self.levels = in_chans, out_chans, levels
+        self.in_chans, self.out_chans, self.levels, self.compat = in_chans, out_chans, levels, compat
+        self.pad_multiple = 2 ** (levels - 1)
+        if compat == 'authors':
+            variants['compat'] = compat
+            self.pad_multiple = max([self.pad_multiple] + [
+                2**lvl * scale_ratio(v) * window_size for lvl, s in enumerate(scales) for v in s])
 
         def block(lvl: int) -> PyramidBlock:
             return PyramidBlock(dim * 2**lvl, heads[lvl], scales[lvl], window_size, ffn_expansion, **variants)
@@ -132,7 +151,7 @@ class MPT(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.in_chans:
             raise ValueError(f'MPT expects (B, {self.in_chans}, H, W) input, got {tuple(x.shape)}')
         h, w = x.shape[-2:]
-        multiple = 2 ** (self.levels - 1)
+        multiple = self.pad_multiple
         ph, pw = -h % multiple, -w % multiple
         inp = x
         if ph or pw:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -20,14 +20,18 @@ class PyramidSubBlock(nn.Module):
 
     Ablation keywords (defaults = the paper; see ``ablation.py``): ``attention`` picks the two branch modules
     (Table 3; the branches are attributes named by ``branch_slots``), ``ffn`` the FEFN variant (Table 4),
-    ``downsample`` / ``npconv`` go to every CSWA (Table 9).
+    ``downsample`` / ``npconv`` go to every CSWA (Table 9). ``compat='authors'`` computes the authors' sub-block
+    (CSWA ``pairing='raster'``, FEFN ``shortcut='channel'``; see ``MPT``).
     """
 
     def __init__(
         self, dim: int, heads: int, scale: float, window_size: int, shifted: bool, ffn_expansion: float,
         attention: str = 'cswa+isca', ffn: str = 'fefn', downsample: str = 'avgpool', npconv: bool = True,
+        compat: Optional[str] = None,
     ) -> None:
         super().__init__()
+        authors = compat == 'authors'
+        cswa_extra = {'pairing': 'raster'} if authors else {}
         self.norm = ChannelLayerNorm(dim)
         self.branches = tuple(name for name, _ in branch_slots(attention))
         for name, kind in branch_slots(attention):
@@ -35,9 +39,10 @@ class PyramidSubBlock(nn.Module):
                 setattr(self, name, IntraScaleChannelAttention(dim, heads))
             else:  # 'wa' = CSWA at scale 1 (plain shifted window attention)
                 setattr(self, name, CrossScaleWindowAttention(
-                    dim, heads, 1 if kind == 'wa' else scale, window_size, shifted, downsample, npconv))
+                    dim, heads, 1 if kind == 'wa' else scale, window_size, shifted, downsample, npconv,
+                    **cswa_extra))
         if check_choice('ffn', ffn, FFN_VARIANTS) == 'fefn':
-            self.fefn = FeatureEnhancingFFN(dim, ffn_expansion)
+            self.fefn = FeatureEnhancingFFN(dim, ffn_expansion, shortcut='channel' if authors else 'spatial')
         else:
             self.fefn = FFNVariant(dim, ffn_expansion, ffn)
 

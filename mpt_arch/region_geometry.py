@@ -50,6 +50,12 @@ class RegionLayout:
     query_xy: torch.Tensor  # (nR, Lq, 2) float (x, y) in the full-resolution frame (padding: >= W or >= H)
     key_xy: torch.Tensor  # (nR, Lk, 2) float, centre of the r x r block a key averages
     query_valid: torch.Tensor  # (nR, Lq) bool
+    # authors' pairing only (``build_authors_layout``): queries are read from a regrouped frame and written back
+    # to other pixels; None = the region layout (queries read from and written to the same pixel)
+    reg_src: Optional[torch.Tensor] = None  # (H * W,) full-resolution pixel at each regrouped-frame position
+    reg_inv: Optional[torch.Tensor] = None  # (H * W,) regrouped-frame position of each full-resolution pixel
+    o_src: Optional[torch.Tensor] = None  # (nR * Lq,) full-resolution pixel each query slot's output goes to
+    o_inv: Optional[torch.Tensor] = None  # (H * W,) the query slot whose output each pixel receives
 
     _chunk_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -57,6 +63,16 @@ class RegionLayout:
         fields = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()
                   if k != '_chunk_cache'}
         return RegionLayout(**fields)
+
+    @property
+    def out_index(self) -> torch.Tensor:
+        """Slot whose output each full-resolution pixel receives (``q_inv`` for the region layout)."""
+        return self.q_inv if self.o_inv is None else self.o_inv
+
+    @property
+    def out_src(self) -> torch.Tensor:
+        """Destination pixel of each query slot (``q_src`` for the region layout)."""
+        return self.q_src if self.o_src is None else self.o_src
 
     def chunks(self, regions_per_chunk: int) -> list[RegionChunk]:
         """Consecutive groups of at most ``regions_per_chunk`` regions (never mixing masked and unmasked ones),
@@ -77,11 +93,12 @@ class RegionLayout:
             for s in range(lo, hi, per_chunk):
                 e = min(hi, s + per_chunk)
                 q_src = self.q_src[s * lq:e * lq]
+                dst = self.out_src[s * lq:e * lq]
                 valid = self.query_valid[s:e].flatten()
                 keep = None if bool(valid.all()) else torch.nonzero(valid)[:, 0]
                 mask = None if s < n_plain else self.border_mask[s - n_plain:e - n_plain]
                 chunks.append(RegionChunk(e - s, q_src, self.k_src[s * lk:e * lk], keep,
-                                          q_src if keep is None else q_src[keep], mask))
+                                          dst if keep is None else dst[keep], mask))
         return chunks
 
 
@@ -92,7 +109,7 @@ class RegionChunk(NamedTuple):
     q_src: torch.Tensor  # (n * Lq,) source pixel of each query slot
     k_src: torch.Tensor  # (n * Lk,) source pixel of each key slot in the down-scaled map
     keep: Optional[torch.Tensor]  # query slots that are real pixels (None: all of them)
-    pixels: torch.Tensor  # the real pixels those slots hold, in slot order
+    pixels: torch.Tensor  # the real pixels those slots' outputs go to, in slot order
     border_mask: Optional[torch.Tensor]  # (n, 1, Lq, Lk) for masked regions, else None
 
 
@@ -162,19 +179,90 @@ def build_region_layout(height: int, width: int, ratio: int, window_size: int, s
                         q_valid)
 
 
+AUTHORS_MASK_VALUE = -100.0  # the authors' shift-mask value (REFERENCE.md, authors' checkpoints, difference 4)
+
+
+def authors_multiple(ratio: int, window_size: int) -> int:
+    """Map sizes the authors' pairing accepts are multiples of this (``r M``: whole windows in the down-scaled map)."""
+    return ratio * window_size
+
+
+def build_authors_layout(height: int, width: int, ratio: int, window_size: int, shifted: bool) -> RegionLayout:
+    """The authors' raster-order pairing as a layout (REFERENCE.md, "The authors' checkpoints", differences 1-4).
+
+    With ``Nk`` windows in the down-scaled map, the ``N = r^2 Nk`` full-resolution windows (raster order) are
+    regrouped into ``r^2`` sub-images of ``Hk x Wk = H/r x W/r`` pixels, sub-image ``j`` holding windows
+    ``j Nk .. (j+1) Nk - 1`` in raster order (``reg_src``); the query depthwise conv runs on that regrouped frame.
+    Each sub-image is rolled by ``M/2`` (shifted windows) and cut into windows; query window ``n`` (sub-image
+    ``n // Nk``, window ``n % Nk``) is paired with key window ``n // r^2`` of the rolled down-scaled map, and its
+    output goes to raster window ``n`` of the full-resolution map, rolled back by ``M/2`` there (``o_src``). The
+    shift mask of query window ``n`` is key window ``n // r^2``'s Swin mask (for queries too), value -100.
+    ``height`` and ``width`` must be multiples of ``r M``. A "region" is key window ``K`` with its ``r^2`` query
+    windows ``K r^2 .. K r^2 + r^2 - 1``, so the bias tiles exactly as in :func:`build_region_layout`.
+    """
+    m, r = window_size, ratio
+    if height % (r * m) or width % (r * m):
+        raise ValueError(f'the authors\' CSWA pairing needs map sizes divisible by r*M = {r * m}, got {height}x{width}')
+    hk, wk = height // r, width // r
+    nwk, nw = wk // m, width // m
+    nk = (hk // m) * nwk
+    s = m // 2 if shifted else 0
+    # regrouped frame: sub-image j, pixel (y, x) <- raster window n = j Nk + (y // M) nWk + x // M of the full map
+    j, y, x = torch.meshgrid(torch.arange(r * r), torch.arange(hk), torch.arange(wk), indexing='ij')
+    n = j * nk + (y // m) * nwk + x // m
+    reg_src = ((n // nw) * m + y % m) * width + (n % nw) * m + x % m
+    reg_src = reg_src.flatten()
+    # slots ordered (query window n, position p); window n = sub-image n // Nk, window n % Nk of it
+    n, py, px = torch.meshgrid(torch.arange(r * r * nk), torch.arange(m), torch.arange(m), indexing='ij')
+    jq, wq = n // nk, n % nk
+    q_src = jq * hk * wk + ((wq // nwk) * m + py + s) % hk * wk + ((wq % nwk) * m + px + s) % wk
+    big_y, big_x = (n // nw) * m + py, (n % nw) * m + px  # output: raster window n, then rolled back by +s
+    o_src = ((big_y + s) % height) * width + (big_x + s) % width
+    kk, ky, kx = torch.meshgrid(torch.arange(nk), torch.arange(m), torch.arange(m), indexing='ij')
+    k_y, k_x = ((kk // nwk) * m + ky + s) % hk, ((kk % nwk) * m + kx + s) % wk
+    k_src = k_y * wk + k_x
+    # Swin labels of the (rolled-frame) down-scaled map, per key window; query window n uses key window n // r^2's
+    lab = (_labels(hk, m, s)[:, None] * 3 + _labels(wk, m, s)[None, :])
+    k_lab = lab[(kk // nwk) * m + ky, (kk % nwk) * m + kx].reshape(nk, m * m)
+    needs_mask = k_lab.amin(1) != k_lab.amax(1)
+    order = torch.cat([torch.nonzero(~needs_mask)[:, 0], torch.nonzero(needs_mask)[:, 0]])
+    lq, lk = r * r * m * m, m * m
+    q_src, o_src = q_src.reshape(nk, lq)[order], o_src.reshape(nk, lq)[order]
+    k_src, k_lab = k_src.reshape(nk, lk)[order], k_lab[order]
+    n_border = int(needs_mask.sum())
+    border_mask = None
+    if n_border:
+        kl = k_lab[-n_border:]
+        border_mask = ((kl[:, :, None] != kl[:, None, :]).float() * AUTHORS_MASK_VALUE).repeat(1, r * r, 1)
+        border_mask = border_mask.unsqueeze(1)  # n_border, 1, Lq, Lk
+    src_yx = torch.stack([reg_src // width, reg_src % width], -1)[q_src]  # full-res pixel feeding each query
+    query_xy = src_yx.flip(-1).float()
+    key_xy = torch.stack([k_src % wk, k_src // wk], -1).float() * r + (r - 1) / 2
+    q_src, o_src, k_src = q_src.flatten(), o_src.flatten(), k_src.flatten()
+    every = torch.ones(q_src.numel(), dtype=torch.bool)
+    q_inv, o_inv = _inverse(q_src, every, height * width), _inverse(o_src, every, height * width)
+    k_inv = _inverse(k_src, torch.ones(k_src.numel(), dtype=torch.bool), hk * wk)
+    reg_inv = _inverse(reg_src, torch.ones(reg_src.numel(), dtype=torch.bool), height * width)
+    return RegionLayout(q_src, k_src, q_inv, k_inv, None, nk, n_border, border_mask, query_xy, key_xy,
+                        torch.ones(nk, lq, dtype=torch.bool), reg_src, reg_inv, o_src, o_inv)
+
+
 _LAYOUT_CACHE: dict = {}
 
 
 def region_layout(
-    height: int, width: int, ratio: int, window_size: int, shifted: bool, device: torch.device
+    height: int, width: int, ratio: int, window_size: int, shifted: bool, device: torch.device,
+    pairing: str = 'region',
 ) -> RegionLayout:
-    """Cached :func:`build_region_layout` on ``device`` (shared by all layers of the same geometry)."""
-    key = (height, width, ratio, window_size, shifted, str(device))
+    """Cached :func:`build_region_layout` (``pairing='region'``, the paper) or :func:`build_authors_layout`
+    (``pairing='raster'``) on ``device`` (shared by all layers of the same geometry)."""
+    key = (height, width, ratio, window_size, shifted, str(device), pairing)
     layout = _LAYOUT_CACHE.get(key)
     if layout is None:
         if len(_LAYOUT_CACHE) >= 64:
             _LAYOUT_CACHE.clear()
         with torch.inference_mode(False):  # cached tensors must also serve autograd-tracked calls
-            layout = build_region_layout(height, width, ratio, window_size, shifted).to(device)
+            build = build_authors_layout if pairing == 'raster' else build_region_layout
+            layout = build(height, width, ratio, window_size, shifted).to(device)
         _LAYOUT_CACHE[key] = layout
     return layout

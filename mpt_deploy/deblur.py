@@ -71,7 +71,8 @@ def network_options(opt_file: Optional[str] = None, arch: Optional[str] = None,
     elif arch:
         network = {'type': arch}
     else:
-        raise ValueError('Give the network: -opt <BasicSR option file with network_g> or --arch NAME.')
+        raise ValueError('Give the network: -opt <BasicSR option file with network_g> or --arch NAME '
+                         "(only an authors' checkpoint as -w needs neither).")
     for item in net_opt:
         if '=' not in item:
             raise ValueError(f'--net-opt expects key=value, got {item!r}.')
@@ -285,8 +286,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if args.tile > 0 and args.tile <= args.overlap + 2 * args.context:
         parser.error(f'--tile {args.tile} must exceed --overlap + 2 * --context = '
                      f'{args.overlap + 2 * args.context} (or be 0).')
-    if not args.opt and not args.arch:
-        parser.error('give the network: -opt <option file with network_g> or --arch NAME.')
     if args.axes:
         from mpt_deploy.stacks import StackError, check_axes
 
@@ -311,6 +310,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import torch
     from tqdm import tqdm
 
+    from mpt_deploy.authors_checkpoint import load_authors_network
     from mpt_deploy.safe_output import atomic_write, plan_outputs
     from mpt_deploy.stacks import read_image_file, write_image_file
     from mpt_deploy.tiling import count_tiles
@@ -321,8 +321,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         files = list(dict.fromkeys(f for item in args.input for f in list_inputs(item)))
         pairs = plan_outputs(files, os.path.abspath(args.output))
         norm = inference_normalization(args.opt, args.normalize, args.norm_percentiles, args.norm_max)
-        network_opt = network_options(args.opt, args.arch, args.net_opt)
-        net = load_network(network_opt, args.weights, args.param_key if args.param_key != '' else None, args.device)
+        authors = load_authors_network(args.weights, args.device)  # the authors' released file: converted on load
+        if authors is not None:
+            net, network_opt = authors
+        else:
+            network_opt = network_options(args.opt, args.arch, args.net_opt)
+            net = load_network(network_opt, args.weights, args.param_key if args.param_key != '' else None,
+                               args.device)
     except (OSError, ValueError, KeyError) as err:
         return _error(str(err))
     in_chans = network_in_chans(network_opt)

@@ -65,12 +65,14 @@ def network_file_problem(path: str, param_key: Optional[str] = None) -> Optional
     """Why the network checkpoint ``path`` cannot be resumed from, or None when it loads (on the CPU)."""
     import torch
 
+    from mpt_plugin.checkpoint import load_checkpoint
+
     if not os.path.isfile(path):
         return 'missing'
     try:
-        content = torch.load(path, map_location='cpu', weights_only=True)
+        content = load_checkpoint(path)  # weights_only=True, errors naming the file
     except Exception as err:  # noqa: BLE001 - any failure makes the pair unusable
-        return f'does not load ({type(err).__name__}: {err})'
+        return f'does not load ({err})'
     if not isinstance(content, dict) or not content:
         return f'holds {type(content).__name__}, not a state dict'
     if param_key is not None and param_key in content:

@@ -15,6 +15,12 @@ allocated), on CUDA ``torch.cuda.max_memory_allocated``.
     python scripts/benchmark.py                                  # 256x256 forward, batch 2 x 128 train step
     python scripts/benchmark.py --sizes 256 520x696 --models mpt --json bench.json
     python scripts/benchmark.py --quick                          # smoke run (32x32, one repeat)
+    python scripts/benchmark.py --models mpt mpt-authors --authors-net ../shared/reference/authors_mpt --sizes 256
+
+``--authors-net PATH`` (a folder holding the authors' ``MPT.py``, or their repository clone with ``models/MPT.py``)
+adds their network (paper configuration) as a row of the same run and prints every figure of the other rows as a
+ratio to its row of the same measurement: on a shared machine absolute times move by up to 40 % between runs, so
+only ratios from one run mean anything. ``mpt-authors`` is ``MPT(compat='authors')``, which computes their function.
 """
 
 from __future__ import annotations
@@ -36,7 +42,33 @@ SWINIR_CONFIG = dict(
 MODEL_NOTES = {
     'mpt': 'MPT() paper configuration (dim 40, blocks 6,6,6,6, heads 1,2,4,8, S1..S4, M=8, alpha=2.6)',
     'swinir': 'basicsr SwinIR(' + ', '.join(f'{k}={v!r}' for k, v in SWINIR_CONFIG.items()) + ')',
+    'mpt-authors': "MPT(compat='authors'): the authors' function (raster pairing etc.), paper configuration",
+    'authors': "the authors' MPT() from --authors-net (their MPT.py, paper configuration)",
 }
+MODELS = ('mpt', 'swinir', 'mpt-authors', 'authors')
+
+
+def authors_mpt_file(path: str) -> str:
+    """The authors' ``MPT.py`` in ``path`` (the file, a folder holding it, or their clone's ``models/``)."""
+    for candidate in (path, os.path.join(path, 'MPT.py'), os.path.join(path, 'models', 'MPT.py')):
+        if os.path.isfile(candidate):
+            return os.path.abspath(candidate)
+    raise FileNotFoundError(f'no MPT.py in {path!r} (nor in its models/)')
+
+
+def result_only(net):
+    """The authors' network with its ``'result'`` tensor as output (their forward returns a dict)."""
+    import torch
+
+    class ResultOnly(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x)['result']
+
+    return ResultOnly(net)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -53,20 +85,33 @@ def parse_size(text: str) -> tuple[int, int]:
     return size
 
 
-def build_model(name: str, in_chans: int = 3):
+def build_model(name: str, in_chans: int = 3, authors_net: str | None = None):
     import torch  # noqa: F401
 
     if name == 'mpt':
         import mpt_arch
 
         return mpt_arch.MPT(in_chans=in_chans)
+    if name == 'mpt-authors':
+        import mpt_arch
+
+        return mpt_arch.MPT(in_chans=in_chans, compat='authors')
+    if name == 'authors':
+        import importlib.util
+
+        if not authors_net:
+            raise ValueError('model authors needs --authors-net PATH')
+        spec = importlib.util.spec_from_file_location('authors_mpt_benchmark', authors_mpt_file(authors_net))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return result_only(module.MPT(inp_channels=in_chans, out_channels=in_chans))
     if name == 'swinir':
         from basicsr.archs.swinir_arch import SwinIR
 
         import mpt_plugin.compat  # noqa: F401
 
         return SwinIR(**{**SWINIR_CONFIG, 'in_chans': in_chans})
-    raise ValueError(f'unknown model {name!r} (choose mpt or swinir)')
+    raise ValueError(f'unknown model {name!r} (choose one of {", ".join(MODELS)})')
 
 
 def _sync(device: str) -> None:
@@ -91,7 +136,7 @@ def worker(task: dict) -> dict:
     if task['threads']:
         torch.set_num_threads(task['threads'])
     device = task['device']
-    model = build_model(task['model']).to(device)
+    model = build_model(task['model'], authors_net=task.get('authors_net')).to(device)
     result = {'params': sum(p.numel() for p in model.parameters())}
     h, w = task['size']
     if task['kind'] == 'flops':
@@ -102,7 +147,7 @@ def worker(task: dict) -> dict:
         for module in model.modules():  # MPT's CSWA: explicit (countable) matmuls instead of the fused kernel
             if hasattr(module, 'keep_attention'):
                 module.keep_attention = True
-        if task['model'] == 'mpt':  # only ops FlopCounterMode counts (no fused conv + GELU, no addmm_)
+        if task['model'].startswith('mpt'):  # only ops FlopCounterMode counts (no fused conv + GELU, no addmm_)
             import mpt_arch.row_strips
 
             mpt_arch.row_strips.FUSED_KERNELS = False
@@ -169,7 +214,10 @@ def run_task(task: dict) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--models', nargs='+', default=['mpt', 'swinir'], choices=['mpt', 'swinir'])
+    parser.add_argument('--models', nargs='+', default=['mpt', 'swinir'], choices=list(MODELS[:3]))
+    parser.add_argument('--authors-net', metavar='PATH',
+                        help="folder with the authors' MPT.py (or their clone): adds their network as the reference "
+                             'row and prints the other rows as ratios to it')
     parser.add_argument('--sizes', nargs='+', type=parse_size, default=None,
                         help='forward sizes, N or HxW (default 256)')
     parser.add_argument('--batch', type=int, default=2, help='train-step batch size')
@@ -197,6 +245,8 @@ def main(argv=None) -> int:
             parser.error('--device cuda requested but torch.cuda.is_available() is False')
     if args.quick:
         args.sizes, args.batch, args.patch, args.repeats, args.warmup = [(32, 32)], 1, 32, 1, 1
+        if args.authors_net:  # the authors' network needs multiples of 128
+            args.sizes, args.patch = [(128, 128)], 128
     sizes = args.sizes or [(256, 256)]
     if args.repeats < 1 or args.warmup < 0 or args.batch < 1 or args.patch < 1:
         parser.error('--repeats, --batch and --patch must be >= 1 and --warmup >= 0')
@@ -205,6 +255,13 @@ def main(argv=None) -> int:
     keep_freed = keep_freed_memory(not args.default_allocator)  # whether it applies here (workers do the same)
     base = dict(device=args.device, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
                 keep_freed_memory=keep_freed)
+    models = list(dict.fromkeys(args.models))
+    if args.authors_net:
+        try:
+            base['authors_net'] = authors_mpt_file(args.authors_net)
+        except FileNotFoundError as err:
+            parser.error(str(err))
+        models.append('authors')
     import torch
 
     env = {
@@ -227,7 +284,7 @@ def main(argv=None) -> int:
                    peak_mb=res['peak_mb'], runs=res['all_seconds'])
         print(f'  measured {row["model"]} {row["kind"]} {row["size"]}: {row["seconds"]:.3f} s', file=sys.stderr)
 
-    for name in args.models:
+    for name in models:
         for size in sizes:
             row = {'model': name, 'kind': 'forward', 'size': f'1x3x{size[0]}x{size[1]}'}
             if not args.no_flops:
@@ -253,16 +310,38 @@ def main(argv=None) -> int:
         lines.append(f'| {r["model"]} | {r["kind"]} | {r["size"]} | {r["params"]:,} | {gflops} | {r["seconds"]:.3f} '
                      f'| {r["cpu_seconds"]:.2f} | {r["peak_mb"]:.0f} |')
     print('\n'.join(lines))
+    if args.authors_net:
+        lines = authors_ratios(rows)
+        print("\nRatio to the authors' network (same measurement, same run; < 1: smaller / faster than theirs):")
+        print('\n'.join(lines))
     print(f'\n{args.device}, torch {env["torch"]}, {env["threads"]} threads; load average at start/end: '
           f'{env["load_avg_at_start"][0]:.2f} / {env["load_avg_at_end"][0]:.2f}; malloc: '
           + ('keeps freed memory (mpt_plugin.malloc_reuse)' if keep_freed else 'default'))
-    for name in args.models:
+    for name in models:
         print(f'{name}: {MODEL_NOTES[name]}')
     print('GFLOPs: torch.utils.flop_counter (2 per multiply-accumulate, attention matmuls included).')
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as f:
             json.dump({'environment': env, 'models': MODEL_NOTES, 'results': rows}, f, indent=2)
     return 0
+
+
+def authors_ratios(rows: list) -> list:
+    """Markdown rows: each non-authors row's figures divided by the authors' row of the same kind and input."""
+    ref = {(r['kind'], r['size']): r for r in rows if r['model'] == 'authors'}
+    out = ['| model | measurement | input | parameters | GFLOPs | wall s | process CPU s | peak MB |', '|' + '---|' * 8]
+
+    def ratio(r: dict, a: dict, key: str) -> str:
+        return f'{r[key] / a[key]:.2f}x' if key in r and key in a and a[key] else '-'
+
+    for r in rows:
+        a = ref.get((r['kind'], r['size']))
+        if r['model'] == 'authors' or a is None:
+            continue
+        out.append(f'| {r["model"]} | {r["kind"]} | {r["size"]} | '
+                   + ' | '.join(ratio(r, a, k) for k in ('params', 'gflops', 'seconds', 'cpu_seconds', 'peak_mb'))
+                   + ' |')
+    return out
 
 
 if __name__ == '__main__':
