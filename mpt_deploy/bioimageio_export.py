@@ -117,6 +117,7 @@ def reproducible_torchscript(path: Path) -> None:
 
     Dropped: the ``*.debug_pkl`` source maps (they record the Python call stack of the tracing run; loading
     works without them). Replaced: the random ``.data/serialization_id``, by a hash of the other records.
+    The ``___torch_mangle_N`` class names depend on what the process traced before: see :func:`write_torchscript`.
     """
     import hashlib
 
@@ -176,6 +177,51 @@ def _trace(net, channels: int, tile: int):
         return torch.jit.trace(net, example, check_trace=False)
 
 
+def write_torchscript(job_file: str) -> None:
+    """Trace, script and save the TorchScript weights described by ``job_file`` (JSON, see :func:`export`).
+
+    Run in a fresh interpreter (:func:`_torchscript_in_subprocess`): TorchScript names the classes it compiles
+    per process (``___torch_mangle_N``, counted over everything traced before), so only a fresh process writes
+    the same bytes for the same network.
+    """
+    import json
+
+    import torch
+
+    from mpt_deploy.bioimageio_model import DeployedNet
+    from mpt_deploy.deblur import build_network
+
+    with open(job_file, encoding='utf-8') as handle:
+        job = json.load(handle)
+    torch.set_num_threads(1)
+    net = build_network(job['network'])
+    state = torch.load(job['weights'], map_location='cpu', weights_only=True)
+    net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith('net.')}, strict=True)
+    net.eval()
+    deploy = job['deploy']
+    traced = _trace(net, job['channels'], deploy['tile'])
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # torch.jit.* deprecation
+        scripted = torch.jit.script(DeployedNet(traced, full_tiles=True, **deploy))
+        torch.jit.save(scripted, job['output'])
+    reproducible_torchscript(Path(job['output']))
+
+
+def _torchscript_in_subprocess(folder: Path, job: Dict[str, Any]) -> None:
+    import json
+    import subprocess
+
+    job_file = folder / 'torchscript_job.json'
+    job_file.write_text(json.dumps(job), encoding='utf-8')
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, *filter(None, [os.environ.get('PYTHONPATH')])]))
+    code = f'from mpt_deploy.bioimageio_export import write_torchscript; write_torchscript({str(job_file)!r})'
+    proc = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True)
+    job_file.unlink()
+    if proc.returncode != 0:
+        raise ExportError(f'Writing the TorchScript weights failed:\n{proc.stderr[-3000:]}')
+
+
 def export(weights: str, output: str, opt_file: Optional[str] = None, arch: Optional[str] = None,
            net_opt: Sequence[str] = (), param_key: Optional[str] = 'auto', tile: int = 256, overlap: int = 32,
            context: int = 32, input_dtype: str = 'uint16', model_card: Optional[str] = None,
@@ -213,15 +259,8 @@ def export(weights: str, output: str, opt_file: Optional[str] = None, arch: Opti
     else:
         img = synthetic_image(tile + tile // 2, channels, dtype_max)
     test_in = np.ascontiguousarray(img.transpose(2, 0, 1)[None])
-    traced = _trace(net, channels, tile)  # outside no_grad (see _trace)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # torch.jit.* deprecation
-        scripted = torch.jit.script(DeployedNet(traced, out_chans=out_chans, full_tiles=True, **deploy))
     with torch.no_grad():
         result = eager(torch.from_numpy(test_in.astype(np.float32)))
-        check = scripted(torch.from_numpy(test_in.astype(np.float32)))
-    if float((check - result).abs().max()) > 1.0:  # rounding may move a value by one unit
-        raise ExportError('The TorchScript model differs from the network on the test image; not exporting.')
     test_out = result.numpy().astype(input_dtype)
 
     with tempfile.TemporaryDirectory(prefix='mpt-bioimageio-') as tmp:
@@ -229,10 +268,16 @@ def export(weights: str, output: str, opt_file: Optional[str] = None, arch: Opti
         np.save(files / 'test_input.npy', test_in)
         np.save(files / 'test_output.npy', test_out)
         torch.save(eager.state_dict(), files / 'weights.pt')
+        _torchscript_in_subprocess(files, {'network': network_opt, 'weights': str(files / 'weights.pt'),
+                                           'deploy': dict(deploy, out_chans=out_chans), 'channels': channels,
+                                           'output': str(files / 'weights.torchscript.pt')})
         with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            torch.jit.save(scripted, str(files / 'weights.torchscript.pt'))
-        reproducible_torchscript(files / 'weights.torchscript.pt')
+            warnings.simplefilter('ignore')  # torch.jit.* deprecation
+            scripted = torch.jit.load(str(files / 'weights.torchscript.pt'))
+            with torch.no_grad():
+                check = scripted(torch.from_numpy(test_in.astype(np.float32)))
+        if float((check - result).abs().max()) > 1.0:  # rounding may move a value by one unit
+            raise ExportError('The TorchScript model differs from the network on the test image; not exporting.')
         (files / 'cover.png').write_bytes(cover_png(img, test_out[0].transpose(1, 2, 0)))
         contract = {'channels': channels, 'dtype': input_dtype, 'min_size': tile, 'tile': tile, 'overlap': overlap,
                     'context': context, 'normalization': describe_normalization(norm, input_dtype),
