@@ -287,6 +287,7 @@ def export(weights: str, output: str, opt_file: Optional[str] = None, arch: Opti
         descr = _model_descr(files, card, network_opt, deploy, channels, out_chans, input_dtype, tile)
         packed = files / 'package.zip'
         _save_package(descr, packed)
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         tmp_out = f'{output}.part'
         deterministic_zip(str(packed), tmp_out)
         os.replace(tmp_out, output)
@@ -374,14 +375,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("mpt-export-bioimageio: needs the bioimageio extra: pip install 'mpt-basicsr[bioimageio]'",
               file=sys.stderr)
         return 2
-    from mpt_data.image_io import ImageReadError
-    from mpt_deploy.deblur import CheckpointMismatchError
-
     try:
         path = export(args.weights, args.output, args.opt, args.arch, args.net_opt,
                       args.param_key if args.param_key != '' else None, args.tile, args.overlap, args.context,
                       args.input_dtype, args.model_card, args.test_image, args.overwrite)
-    except (ExportError, CheckpointMismatchError, ImageReadError, FileNotFoundError, KeyError) as err:
+    except (ValueError, OSError, KeyError) as err:  # ExportError, CheckpointMismatchError, NormalizationError, ...
         print(f'mpt-export-bioimageio: {err}', file=sys.stderr)
         return 2
     print(path)
