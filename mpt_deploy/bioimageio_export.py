@@ -229,9 +229,10 @@ def export(weights: str, output: str, opt_file: Optional[str] = None, arch: Opti
     """Write the package ``output``; returns its path. See the module docstring."""
     import torch
 
+    from mpt_data.image_io import decode_image
     from mpt_deploy import model_card as cards
     from mpt_deploy.bioimageio_model import DeployedNet
-    from mpt_deploy.deblur import load_network, network_in_chans, network_options, read_image
+    from mpt_deploy.deblur import load_network, network_in_chans, network_options
 
     _check_paths(weights, output, (opt_file, model_card, test_image), overwrite)
     if input_dtype not in INPUT_DTYPES:
@@ -250,7 +251,8 @@ def export(weights: str, output: str, opt_file: Optional[str] = None, arch: Opti
     eager = DeployedNet(net, out_chans=out_chans, **deploy).eval()
 
     if test_image:
-        img = read_image(test_image)
+        with open(test_image, 'rb') as handle:
+            img = decode_image(handle.read(), test_image)  # H x W x C, stored dtype
         if img.dtype != np.dtype(input_dtype) or img.shape[2] != channels:
             raise ExportError(f'Test image {test_image!r} is {img.dtype} with {img.shape[2]} channel(s); the package '
                               f'takes {input_dtype} with {channels}.')
