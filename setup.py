@@ -5,6 +5,9 @@ import os
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
+# bioimage.io export (mpt-export-bioimageio); bioimageio.spec 0.5.12.0 (pinned by core 0.11.0) fails with pydantic 2.14
+BIOIMAGEIO = ['bioimageio.core==0.11.0', 'pydantic==2.13.5', 'pydantic-core==2.46.5']
+
 PACKAGES = ('mpt_arch', 'mpt_losses', 'mpt_data', 'mpt_models', 'mpt_metrics', 'mpt_plugin', 'mpt_deploy')
 
 # Start-up hook that registers the plugin whenever `basicsr` is imported (see mpt_plugin/autoload.py).
@@ -50,8 +53,9 @@ setup(
         'scikit-image',
         'matplotlib',
     ],
-    extras_require={'test': ['pytest', 'ruff']},
+    extras_require={'test': ['pytest', 'ruff', *BIOIMAGEIO], 'bioimageio': BIOIMAGEIO},
     cmdclass={'build_py': BuildPyWithAutoload},
     entry_points={'console_scripts': ['mpt-train = mpt_plugin.cli:train_main', 'mpt-test = mpt_plugin.cli:test_main',
-                                      'mpt-deblur = mpt_deploy.deblur:main']},
+                                      'mpt-deblur = mpt_deploy.deblur:main',
+                                      'mpt-export-bioimageio = mpt_deploy.bioimageio_export:main']},
 )
