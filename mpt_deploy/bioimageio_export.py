@@ -39,17 +39,11 @@ class ExportError(ValueError):
 
 # --- the one place that reads the normalisation contract (mpt_data.normalization) ----------------------------
 def export_normalization(opt_file: Optional[str]) -> Dict[str, Any]:
-    """``DeployedNet`` keywords of the normalisation the network was trained with (``dtype`` without ``-opt``)."""
-    from mpt_data.normalization import Normalization, from_train_options, require_input_only
+    """``DeployedNet`` keywords of the normalisation the network was trained with (``dtype`` without ``-opt``):
+    the same resolution as ``mpt-deblur`` (:func:`mpt_deploy.deblur.inference_normalization`)."""
+    from mpt_deploy.deblur import inference_normalization
 
-    if opt_file:
-        import yaml
-
-        with open(opt_file, encoding='utf-8') as handle:
-            norm = from_train_options(yaml.safe_load(handle) or {}, opt_file)
-    else:
-        norm = Normalization('dtype')
-    require_input_only(norm, opt_file or '--arch')
+    norm = inference_normalization(opt_file)
     return {'mode': norm.mode, 'percentiles': [float(p) for p in norm.percentiles],
             'norm_max': float(norm.norm_max) if norm.norm_max is not None else 1.0}
 

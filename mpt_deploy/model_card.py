@@ -43,10 +43,9 @@ def load_model_card(path: Optional[str] = None) -> Dict[str, Any]:
     card = {k: (list(v) if isinstance(v, list) else v) for k, v in DEFAULTS.items()}
     if path is None:
         return card
-    import yaml
+    from mpt_plugin.option_file import load_options
 
-    with open(path, encoding='utf-8') as handle:
-        data = yaml.safe_load(handle)
+    data = load_options(path)  # the plugin's safe loader (!!python/ tags refused)
     if not isinstance(data, Mapping):
         raise ModelCardError(f'Model card {path!r} must be a YAML mapping (name: ..., authors: [...]).')
     unknown = sorted(set(data) - set(DEFAULTS))
