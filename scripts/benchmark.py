@@ -233,6 +233,9 @@ def main(argv=None) -> int:
     parser.add_argument('--no-flops', action='store_true', help='skip the FLOP count')
     parser.add_argument('--quick', action='store_true', help='smoke run: 32x32, batch 1 x 32, one repeat')
     parser.add_argument('--json', metavar='PATH', help='also write the results as JSON')
+    parser.add_argument('--markdown', metavar='PATH',
+                        help='also write the tables, with date, machine, torch version and command, into PATH '
+                             f'(between {MARK_BEGIN} and {MARK_END} when PATH has them, else a new file)')
     parser.add_argument('--_worker', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._worker:
@@ -309,21 +312,61 @@ def main(argv=None) -> int:
             continue
         lines.append(f'| {r["model"]} | {r["kind"]} | {r["size"]} | {r["params"]:,} | {gflops} | {r["seconds"]:.3f} '
                      f'| {r["cpu_seconds"]:.2f} | {r["peak_mb"]:.0f} |')
-    print('\n'.join(lines))
+    report = ['\n'.join(lines)]
     if args.authors_net:
-        lines = authors_ratios(rows)
-        print("\nRatio to the authors' network (same measurement, same run; < 1: smaller / faster than theirs):")
-        print('\n'.join(lines))
-    print(f'\n{args.device}, torch {env["torch"]}, {env["threads"]} threads; load average at start/end: '
-          f'{env["load_avg_at_start"][0]:.2f} / {env["load_avg_at_end"][0]:.2f}; malloc: '
-          + ('keeps freed memory (mpt_plugin.malloc_reuse)' if keep_freed else 'default'))
-    for name in models:
-        print(f'{name}: {MODEL_NOTES[name]}')
-    print('GFLOPs: torch.utils.flop_counter (2 per multiply-accumulate, attention matmuls included).')
+        report.append("Ratio to the authors' network (same measurement, same run; < 1: smaller / faster than theirs):"
+                      '\n\n' + '\n'.join(authors_ratios(rows)))
+    notes = [f'{args.device}, torch {env["torch"]}, {env["threads"]} threads; load average at start/end: '
+             f'{env["load_avg_at_start"][0]:.2f} / {env["load_avg_at_end"][0]:.2f}; malloc: '
+             + ('keeps freed memory (mpt_plugin.malloc_reuse)' if keep_freed else 'default')]
+    notes += [f'{name}: {MODEL_NOTES[name]}' for name in models]
+    notes.append('GFLOPs: torch.utils.flop_counter (2 per multiply-accumulate, attention matmuls included).')
+    print('\n\n'.join(report) + '\n\n' + '\n'.join(notes))
+    if args.markdown:
+        write_markdown(args.markdown, report, notes, env, argv)
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as f:
             json.dump({'environment': env, 'models': MODEL_NOTES, 'results': rows}, f, indent=2)
     return 0
+
+
+MARK_BEGIN, MARK_END = '<!-- benchmark:begin -->', '<!-- benchmark:end -->'
+
+
+def machine_description(env: dict) -> str:
+    """CPU model and core count (or the GPU), for the line under a published table."""
+    model = env['cpu']
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as handle:
+            model = next((line.split(':', 1)[1].strip() for line in handle if line.startswith('model name')), model)
+    except OSError:
+        pass
+    text = f'{os.cpu_count()} CPU cores ({model})'
+    return f"{env['gpu']}, {text}" if 'gpu' in env else text
+
+
+def write_markdown(path: str, report: list, notes: list, env: dict, argv) -> None:
+    """Write the tables with the date, machine, torch version and command under them into ``path``: between the
+    markers when the file has them (a docs page that includes the table), else as a new file; an existing file
+    without the markers is refused rather than overwritten."""
+    command = 'python scripts/benchmark.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
+    stamp = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
+    block = '\n\n'.join([*report, f'Measured {stamp} on {machine_description(env)}, torch {env["torch"]}, with '
+                                    f'`{command}`.', '\n'.join(f'- {note}' for note in notes)])
+    block = f'{MARK_BEGIN}\n{block}\n{MARK_END}'
+    if os.path.exists(path):
+        with open(path, encoding='utf-8') as handle:
+            text = handle.read()
+        if MARK_BEGIN not in text or MARK_END not in text:
+            raise SystemExit(f'benchmark: {path!r} exists and has no {MARK_BEGIN} ... {MARK_END} block; '
+                             'give a new file or add the markers where the table belongs.')
+        head, rest = text.split(MARK_BEGIN, 1)
+        text = head + block + rest.split(MARK_END, 1)[1]
+    else:
+        text = block + '\n'
+    with open(path, 'w', encoding='utf-8') as handle:
+        handle.write(text)
+    print(f'tables written to {path}', file=sys.stderr)
 
 
 def authors_ratios(rows: list) -> list:
