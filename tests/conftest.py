@@ -19,3 +19,24 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(2)
+
+
+@pytest.fixture
+def offline_torch_home(tmp_path, monkeypatch):
+    """An empty $TORCH_HOME and a network that refuses downloads (records what was tried)."""
+    import urllib.error
+
+    import torch.hub
+
+    from mpt_metrics import lpips_metric
+
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    monkeypatch.setattr(lpips_metric, '_NETS', {})
+    attempts = []
+
+    def no_network(url, dst, *args, **kwargs):
+        attempts.append(url)
+        raise urllib.error.URLError('no network in this test')
+
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', no_network)
+    return tmp_path / 'torch_home' / 'hub' / 'checkpoints' / 'alexnet-owt-7be5be79.pth', attempts

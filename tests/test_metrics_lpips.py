@@ -1,6 +1,5 @@
 """calculate_lpips: registered, BasicSR calling convention, offline backbone check, per-device cache."""
 
-import urllib.error
 
 import numpy as np
 import pytest
@@ -37,18 +36,8 @@ def test_network_is_cached_per_device():
     assert lpips_metric.get_lpips_net('alex', False, 'cpu') is first
 
 
-def test_missing_backbone_is_downloaded_by_the_real_code_and_reported_with_its_path(tmp_path, monkeypatch):
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
-    monkeypatch.setattr(lpips_metric, '_NETS', {})
-    attempts = []
-
-    def no_network(url, dst, *args, **kwargs):
-        attempts.append(url)
-        raise urllib.error.URLError('offline')
-
-    import torch.hub
-    monkeypatch.setattr(torch.hub, 'download_url_to_file', no_network)
-    expected = tmp_path / 'hub' / 'checkpoints' / 'alexnet-owt-7be5be79.pth'
+def test_missing_backbone_is_downloaded_by_the_real_code_and_reported_with_its_path(offline_torch_home):
+    expected, attempts = offline_torch_home
     with pytest.raises(FileNotFoundError, match='alexnet-owt-7be5be79.pth') as err:
         calculate_metric({'img': _img(0), 'img2': _img(1)}, {'type': 'calculate_lpips'})
     assert str(expected) in str(err.value) and 'if_missing: skip' in str(err.value)

@@ -8,7 +8,6 @@ import logging
 import os
 import subprocess
 import sys
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -192,21 +191,6 @@ def test_check_files_on_lmdb_finds_a_corrupt_value(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- LPIPS
-@pytest.fixture
-def offline_torch_home(tmp_path, monkeypatch):
-    """An empty $TORCH_HOME and a network that refuses downloads (records what was tried)."""
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
-    monkeypatch.setattr(lpips_metric, '_NETS', {})
-    attempts = []
-
-    def no_network(url, dst, *args, **kwargs):
-        attempts.append(url)
-        raise urllib.error.URLError('no network in this test')
-
-    monkeypatch.setattr(torch.hub, 'download_url_to_file', no_network)
-    return tmp_path / 'torch_home' / 'hub' / 'checkpoints' / 'alexnet-owt-7be5be79.pth', attempts
-
-
 def _lpips_opt(tmp_path, **metric):
     opt = _train_opt(tmp_path)
     opt['val']['metrics']['lpips'] = {'type': 'calculate_lpips', 'better': 'lower', **metric}
