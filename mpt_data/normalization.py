@@ -124,7 +124,7 @@ def from_options(opt: Mapping[str, Any], default: str = 'dtype') -> Normalizatio
 
 # datasets of this package and their default mode (BasicSR's own datasets divide by the 8-bit maximum)
 DATASET_DEFAULTS = {'BBBC006Dataset': 'input_percentile', 'PairedDefocusDataset': 'dtype',
-                    'UnlabeledDefocusDataset': 'dtype'}
+                    'UnlabeledDefocusDataset': 'dtype', 'SyntheticDefocusDataset': 'dtype'}
 
 
 def from_train_options(opt: Mapping[str, Any], source: str = 'option file') -> Normalization:

@@ -45,9 +45,11 @@ DATASET_KEYS: Dict[str, tuple] = {
     'PairedDefocusDataset': ('layout', 'dataroot', 'split', 'dataroot_lq', 'dataroot_gt', 'meta_info_file',
                              'filename_tmpl'),
     'UnlabeledDefocusDataset': ('dataroot_lq', 'meta_info_file'),
+    'SyntheticDefocusDataset': ('dataroot_gt', 'meta_info_file', 'psf', 'noise', 'pairs_per_image', 'val_seed',
+                                'val_crop', 'cache_images'),
 }
 # train keys SRModel / BaseModel / EFCRModel read
-EFCR_TRAIN_KEYS = ('efcr_opt', 'efcr_mode', 'efcr_reblur')
+EFCR_TRAIN_KEYS = ('efcr_opt', 'efcr_mode', 'efcr_reblur', 'log_grad_norm_freq')
 SRMODEL_TRAIN_KEYS = ('ema_decay', 'pixel_opt', 'perceptual_opt', 'optim_g', 'scheduler', 'total_iter',
                       'warmup_iter')
 EFCR_REBLUR_KEYS = ('kernel_sizes', 'sigma', 'seed')

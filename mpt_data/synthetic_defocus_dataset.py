@@ -1,0 +1,276 @@
+"""Blurry/sharp pairs synthesised on the fly from in-focus images: train a deblur model for a microscope from
+sharp images alone (the physics and ranges are in ``docs/synthetic_data.md``).
+
+Each sample: a sharp image (or a training crop of it) is convolved with a random defocus PSF of
+:mod:`mpt_data.psf` (disk, Gaussian or widefield) and Poisson-Gaussian noise of :mod:`mpt_data.noise` is added.
+
+Options (YAML keys of a ``datasets`` entry with ``type: SyntheticDefocusDataset``):
+
+* ``dataroot_gt``: a folder (or a list of folders) of sharp images, 8/16-bit or float TIFF, any size; with
+  ``io_backend: {type: lmdb}`` an ``.lmdb`` folder made by ``scripts/make_lmdb.py``. ``meta_info_file`` (disk):
+  one file name per line, relative to the (single) folder.
+* ``in_chans`` 1 or 3, ``to_gray``; ``normalize`` (:mod:`mpt_data.normalization`), applied from the synthesised
+  *input* to both images, as ``mpt-deblur`` applies it to a real input.
+* ``psf``: ``{<type>: {weight: w, <param>: [min, max], ...}}`` for the types to draw (by weight), parameters
+  uniform in their range (widefield ones on a grid of :data:`PSF_GRID`, whose PSFs are cached):
+  ``disk: {radius}``, ``gaussian: {sigma}``, ``widefield: {airy_radius, defocus_waves}``. Default
+  :data:`DEFAULT_PSF`.
+* ``noise``: ``photons: [min, max]`` (log-uniform; ``~`` = no shot noise), ``read_noise: [min, max]``
+  (uniform), ``clean_fraction`` (share of noise-free samples). Default :data:`DEFAULT_NOISE`.
+* ``cache_images`` (default false): keep every decoded sharp image in memory (small sets: no PNG decoding per
+  sample; each DataLoader worker holds its own copy).
+* Training (``phase: train``): ``gt_size`` crops (images smaller than a crop are reflect-padded), random scale
+  (``use_scale``, ``scale_range``) and flips as :func:`mpt_data.transforms.train_augment`. The sharp crop is
+  taken with a margin of the PSF's radius, blurred, then the margin is cut, so no border is ever extrapolated.
+  Randomness comes from numpy's and Python's global generators, which BasicSR seeds (``manual_seed``) per worker.
+* Validation/test (any other phase): every image is used whole (``val_crop``: a centred crop of that size) with
+  ``pairs_per_image`` draws each; pair ``i`` comes from ``numpy.random.default_rng([val_seed, i])``, so the
+  validation set is identical across runs, processes and machines. Borders are reflected.
+
+Samples: ``lq``, ``gt`` (float C x H x W), ``lq_path`` (``<gt stem>_s<index>_<psf type>``, no file), ``gt_path``;
+:meth:`SyntheticDefocusDataset.pair` also gives the PSF and its parameters (the oracle of the quality benchmark).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import os.path as osp
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional
+
+import cv2
+import numpy as np
+from basicsr.utils import img2tensor
+from basicsr.utils.registry import DATASET_REGISTRY
+from torch.utils import data
+
+from mpt_data.file_checks import check_files_enabled, check_samples, note_ignored
+from mpt_data.image_io import ImageLoader, is_image_file, read_lmdb_keys
+from mpt_data.noise import poisson_gaussian
+from mpt_data.normalization import from_options as normalization_from_options
+from mpt_data.psf import PSF_TYPES, make_psf
+from mpt_data.transforms import train_augment
+
+DEFAULT_PSF: Dict[str, Dict[str, Any]] = {
+    'disk': {'weight': 1.0, 'radius': [1.0, 4.0]},
+    'gaussian': {'weight': 1.0, 'sigma': [0.7, 2.5]},
+    'widefield': {'weight': 1.0, 'airy_radius': [1.0, 2.0], 'defocus_waves': [0.0, 1.5]},
+}
+PSF_PARAMS = {'disk': ('radius',), 'gaussian': ('sigma',), 'widefield': ('airy_radius', 'defocus_waves')}
+PSF_GRID = 0.02  # widefield parameters are drawn on this grid (cache of mpt_data.psf.widefield_psf)
+DEFAULT_NOISE: Dict[str, Any] = {'photons': [100.0, 3000.0], 'read_noise': [0.0, 0.01], 'clean_fraction': 0.2}
+
+
+class SyntheticPair(NamedTuple):
+    """One synthesised pair as float ``H x W x C`` arrays (after normalisation), the PSF and the drawn values."""
+
+    lq: np.ndarray
+    gt: np.ndarray
+    psf: np.ndarray
+    params: Dict[str, Any]
+    name: str
+
+
+def _range(spec: Any, key: str, positive: bool = False) -> tuple:
+    try:
+        low, high = (float(v) for v in spec)
+    except (TypeError, ValueError):
+        raise ValueError(f'SyntheticDefocusDataset: {key} must be [min, max], got {spec!r}.') from None
+    if not (0 <= low <= high) or (positive and low <= 0):
+        raise ValueError(f'SyntheticDefocusDataset: {key} must satisfy {"0 <" if positive else "0 <="} min <= max, '
+                         f'got {spec!r}.')
+    return low, high
+
+
+def parse_psf_options(spec: Optional[Mapping[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """Validate a ``psf`` option (unknown types or parameters are errors naming the key)."""
+    spec = DEFAULT_PSF if spec is None else spec
+    if not isinstance(spec, Mapping) or not spec:
+        raise ValueError(f'SyntheticDefocusDataset: psf must map PSF types to their ranges, got {spec!r}.')
+    out = {}
+    for kind, params in spec.items():
+        if kind not in PSF_TYPES:
+            raise ValueError(f'SyntheticDefocusDataset: unknown psf type {kind!r}; choose from {PSF_TYPES}.')
+        params = dict(params or {})
+        weight = float(params.pop('weight', 1.0))
+        if weight < 0:
+            raise ValueError(f'SyntheticDefocusDataset: psf.{kind}.weight must be >= 0, got {weight}.')
+        unknown = set(params) - set(PSF_PARAMS[kind])
+        if unknown:
+            raise ValueError(f'SyntheticDefocusDataset: psf.{kind} has unknown key(s) {sorted(unknown)}; '
+                             f'it takes weight and {list(PSF_PARAMS[kind])}.')
+        ranges = {}
+        for name in PSF_PARAMS[kind]:
+            default = DEFAULT_PSF[kind][name]
+            ranges[name] = _range(params.get(name, default), f'psf.{kind}.{name}', positive=name == 'airy_radius')
+        out[kind] = {'weight': weight, **ranges}
+    if sum(v['weight'] for v in out.values()) <= 0:
+        raise ValueError('SyntheticDefocusDataset: the psf weights sum to 0.')
+    return out
+
+
+def parse_noise_options(spec: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """Validate a ``noise`` option (``photons`` ``~`` disables shot noise)."""
+    spec = dict(DEFAULT_NOISE if spec is None else spec)
+    unknown = set(spec) - set(DEFAULT_NOISE)
+    if unknown:
+        raise ValueError(f'SyntheticDefocusDataset: noise has unknown key(s) {sorted(unknown)}; it takes '
+                         f'{list(DEFAULT_NOISE)}.')
+    photons = spec.get('photons', DEFAULT_NOISE['photons'])
+    out = {'photons': None if photons is None else _range(photons, 'noise.photons', positive=True),
+           'read_noise': _range(spec.get('read_noise', DEFAULT_NOISE['read_noise']), 'noise.read_noise'),
+           'clean_fraction': float(spec.get('clean_fraction', DEFAULT_NOISE['clean_fraction']))}
+    if not 0 <= out['clean_fraction'] <= 1:
+        raise ValueError(f"SyntheticDefocusDataset: noise.clean_fraction must be in [0, 1], got "
+                         f"{out['clean_fraction']}.")
+    return out
+
+
+def draw_degradation(psf_opt: Mapping[str, Any], noise_opt: Mapping[str, Any],
+                     rng: np.random.Generator) -> Dict[str, Any]:
+    """Draw a PSF type (by weight), its parameters and the noise level."""
+    kinds = list(psf_opt)
+    weights = np.array([psf_opt[k]['weight'] for k in kinds], np.float64)
+    kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+    params: Dict[str, Any] = {'psf': kind}
+    for name in PSF_PARAMS[kind]:
+        low, high = psf_opt[kind][name]
+        value = float(rng.uniform(low, high))
+        if kind == 'widefield':  # on a grid of PSF_GRID: the diffraction PSFs are cached, not recomputed per sample
+            value = min(max(round(value / PSF_GRID) * PSF_GRID, low), high)
+        params[name] = value
+    clean = rng.random() < noise_opt['clean_fraction']
+    photons = noise_opt['photons']
+    params['photons'] = None if clean or photons is None else float(
+        math.exp(rng.uniform(math.log(photons[0]), math.log(photons[1]))))
+    params['read_noise'] = 0.0 if clean else float(rng.uniform(*noise_opt['read_noise']))
+    return params
+
+
+def psf_of(params: Mapping[str, Any]) -> np.ndarray:
+    """The PSF drawn by :func:`draw_degradation`."""
+    return make_psf(params['psf'], **{k: params[k] for k in PSF_PARAMS[params['psf']]})
+
+
+def degrade(sharp: np.ndarray, psf: np.ndarray, params: Mapping[str, Any], rng: np.random.Generator,
+            border: int = cv2.BORDER_REFLECT_101) -> np.ndarray:
+    """Blur ``sharp`` (float ``H x W x C``, >= 0) with ``psf`` (same kernel for every channel) and add noise."""
+    blurred = cv2.filter2D(sharp, -1, psf, borderType=border).reshape(sharp.shape)
+    blurred = np.maximum(blurred, 0.0)
+    return poisson_gaussian(blurred, params['photons'], params['read_noise'], rng)
+
+
+@DATASET_REGISTRY.register()
+class SyntheticDefocusDataset(data.Dataset):
+    """Pairs made from sharp images with random defocus PSFs and camera noise (module docstring)."""
+
+    def __init__(self, opt: dict) -> None:
+        super().__init__()
+        self.opt = opt
+        self.name = opt.get('name', 'SyntheticDefocusDataset')
+        self.train = opt.get('phase') == 'train'
+        self.norm = normalization_from_options(opt, default='dtype')
+        if self.norm.needs_gt:
+            raise ValueError(f'{self.name}: normalize: {self.norm.mode} is not available for synthetic pairs '
+                             '(the map is computed from the synthesised input).')
+        self.psf_opt = parse_psf_options(opt.get('psf'))
+        self.noise_opt = parse_noise_options(opt.get('noise'))
+        self.pairs_per_image = int(opt.get('pairs_per_image', 1))
+        self.val_seed = int(opt.get('val_seed', 0))
+        self.val_crop = opt.get('val_crop')
+        self.cache: Optional[Dict[int, np.ndarray]] = {} if opt.get('cache_images', False) else None
+        if self.pairs_per_image < 1:
+            raise ValueError(f'{self.name}: pairs_per_image must be >= 1, got {self.pairs_per_image}.')
+        if self.train and not opt.get('gt_size'):
+            raise ValueError(f'{self.name}: phase train needs gt_size (the crop size).')
+        io_backend = dict(opt.get('io_backend', {'type': 'disk'}))
+        roots = opt.get('dataroot_gt')
+        if not roots:
+            raise ValueError(f'{self.name}: dataroot_gt (folder(s) of sharp images) is required.')
+        roots = [str(r) for r in roots] if isinstance(roots, (list, tuple)) else [str(roots)]
+        in_chans, to_gray = opt.get('in_chans', 3), opt.get('to_gray', False)
+        if io_backend['type'] == 'lmdb':
+            self.loader = ImageLoader(io_backend, {f'gt{i}': r for i, r in enumerate(roots)}, in_chans, to_gray)
+            self.samples = [(key, f'gt{i}') for i, r in enumerate(roots) for key in read_lmdb_keys(r)]
+        else:
+            self.loader = ImageLoader(io_backend, None, in_chans, to_gray)
+            self.samples = [(p, 'default') for p in self._disk_paths(roots, opt.get('meta_info_file'))]
+        if not self.samples:
+            raise ValueError(f'{self.name}: no image in {roots}.')
+        if check_files_enabled(opt):
+            check_samples([[(self._label(p, k), lambda p=p, k=k: self.loader.read_header(p, k))]
+                           for p, k in self.samples], self.name, self.loader.in_chans, self.loader.to_gray)
+
+    @staticmethod
+    def _disk_paths(roots: List[str], meta: Optional[str]) -> List[str]:
+        if meta:
+            if len(roots) != 1:
+                raise ValueError('SyntheticDefocusDataset: meta_info_file needs a single dataroot_gt folder.')
+            with open(meta) as fin:
+                return [osp.join(roots[0], line.strip().split(' ')[0]) for line in fin if line.strip()]
+        paths = []
+        for root in roots:
+            if not osp.isdir(root):
+                raise FileNotFoundError(f'SyntheticDefocusDataset: dataroot_gt folder {root!r} does not exist.')
+            names = sorted(n for n in os.listdir(root) if osp.isfile(osp.join(root, n)))
+            note_ignored(root, [n for n in names if not is_image_file(n)])
+            paths += [osp.join(root, n) for n in names if is_image_file(n)]
+        return paths
+
+    def _label(self, path: str, key: str) -> str:
+        return f'{self.loader.lmdb_roots[key]}[{path}]' if self.loader.is_lmdb else path
+
+    def __len__(self) -> int:
+        return len(self.samples) * (1 if self.train else self.pairs_per_image)
+
+    def _sharp(self, image_index: int) -> np.ndarray:
+        if self.cache is not None and image_index in self.cache:
+            return self.cache[image_index]
+        path, key = self.samples[image_index]
+        img = self.loader.read(path, key)
+        if self.cache is not None:
+            img.setflags(write=False)
+            self.cache[image_index] = img
+        return img
+
+    def pair(self, index: int) -> SyntheticPair:
+        """Pair ``index``: training crops use the global generators; validation pairs are a function of
+        ``(val_seed, index)`` only."""
+        image_index = index % len(self.samples)
+        path, key = self.samples[image_index]
+        sharp = self._sharp(image_index)
+        if self.train:
+            rng = np.random.default_rng(np.random.randint(0, 2**31 - 1))
+            params = draw_degradation(self.psf_opt, self.noise_opt, rng)
+            psf = psf_of(params)
+            margin = psf.shape[0] // 2
+            size = int(self.opt['gt_size']) + 2 * margin
+            pad_h, pad_w = max(0, size - sharp.shape[0]), max(0, size - sharp.shape[1])
+            if pad_h or pad_w:  # reflect-pad small images up to one crop
+                sharp = cv2.copyMakeBorder(sharp, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101).reshape(
+                    sharp.shape[0] + pad_h, sharp.shape[1] + pad_w, -1)
+            crop_opt = dict(self.opt, gt_size=size)
+            sharp = train_augment([sharp], crop_opt, repr(self._label(path, key)))[0]
+            lq = degrade(sharp, psf, params, rng)
+            gt = sharp
+            if margin:
+                lq, gt = lq[margin:-margin, margin:-margin], gt[margin:-margin, margin:-margin]
+        else:
+            rng = np.random.default_rng([self.val_seed, index])
+            params = draw_degradation(self.psf_opt, self.noise_opt, rng)
+            psf = psf_of(params)
+            if self.val_crop:
+                c = int(self.val_crop)
+                top, left = max(0, (sharp.shape[0] - c) // 2), max(0, (sharp.shape[1] - c) // 2)
+                sharp = np.ascontiguousarray(sharp[top:top + c, left:left + c])
+            gt = sharp
+            lq = degrade(sharp, psf, params, rng)
+        name = f'{osp.splitext(osp.basename(str(path)))[0]}_s{index}_{params["psf"]}'
+        imap = self.norm.map_for(lq, name)
+        return SyntheticPair(imap.forward(lq), imap.forward(gt), psf, params, name)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.pair(index)
+        lq, gt = img2tensor([sample.lq, sample.gt], bgr2rgb=False, float32=True)
+        path, key = self.samples[index % len(self.samples)]
+        return {'lq': lq, 'gt': gt, 'lq_path': sample.name, 'gt_path': self._label(path, key)}

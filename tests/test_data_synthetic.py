@@ -1,0 +1,137 @@
+"""SyntheticDefocusDataset and the Poisson-Gaussian noise model: statistics, determinism, options, BasicSR."""
+
+import os
+import random
+
+import cv2
+import numpy as np
+import pytest
+
+from mpt_data.noise import poisson_gaussian
+from mpt_data.synthetic_defocus_dataset import SyntheticDefocusDataset
+
+
+def test_poisson_gaussian_mean_and_variance():
+    rng = np.random.default_rng(0)
+    x = np.full((400, 400), 0.3, np.float32)
+    photons, read = 200.0, 0.02
+    y = poisson_gaussian(x, photons, read, rng)
+    assert y.mean() == pytest.approx(0.3, abs=2e-3)
+    assert y.var() == pytest.approx(0.3 / photons + read**2, rel=0.03)
+    # shot noise alone: variance proportional to the signal
+    lo = poisson_gaussian(np.full((400, 400), 0.1, np.float32), photons, 0.0, rng).var()
+    hi = poisson_gaussian(np.full((400, 400), 0.4, np.float32), photons, 0.0, rng).var()
+    assert hi / lo == pytest.approx(4.0, rel=0.08)
+    assert np.array_equal(poisson_gaussian(x, None, 0.0, rng), x)  # no noise: unchanged
+
+
+def test_poisson_gaussian_refuses_bad_values():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match='non-negative'):
+        poisson_gaussian(np.full((2, 2), -0.5, np.float32), 10.0, 0.0, rng)
+    with pytest.raises(ValueError, match='photons'):
+        poisson_gaussian(np.ones((2, 2), np.float32), 0.0, 0.0, rng)
+
+
+@pytest.fixture
+def sharp_folder(tmp_path):
+    rng = np.random.default_rng(1)
+    folder = tmp_path / 'sharp'
+    folder.mkdir()
+    for i, (h, w) in enumerate([(70, 90), (40, 50)]):  # the second is smaller than a training crop + margin
+        img = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+        cv2.imwrite(str(folder / f'img{i}.png'), cv2.GaussianBlur(img, (0, 0), 1.0))
+    cv2.imwrite(str(folder / 'deep.png'), (rng.random((48, 48)) * 65535).astype(np.uint16))
+    (folder / 'notes.txt').write_text('not an image')
+    return str(folder)
+
+
+def _opt(folder, **kw):
+    opt = dict(name='synthetic', phase='val', dataroot_gt=folder, in_chans=1, to_gray=True, pairs_per_image=3,
+               val_seed=5)
+    opt.update(kw)
+    return opt
+
+
+def test_validation_pairs_are_a_function_of_seed_and_index(sharp_folder):
+    a = SyntheticDefocusDataset(_opt(sharp_folder))
+    b = SyntheticDefocusDataset(_opt(sharp_folder))
+    assert len(a) == 9
+    order = list(range(len(a)))
+    random.Random(0).shuffle(order)  # any access order gives the same pairs
+    for i in order:
+        pa, pb = a.pair(i), b.pair(i)
+        assert np.array_equal(pa.lq, pb.lq) and np.array_equal(pa.gt, pb.gt) and pa.params == pb.params
+    other = SyntheticDefocusDataset(_opt(sharp_folder, val_seed=6))
+    assert not np.array_equal(a.pair(0).lq, other.pair(0).lq)
+    assert len({str(a.pair(i).params) for i in range(len(a))}) == len(a)  # every pair draws its own degradation
+
+
+def test_validation_pair_is_the_true_psf_blur_plus_noise(sharp_folder, tmp_path):
+    meta = tmp_path / 'meta.txt'
+    meta.write_text('img0.png\n')
+    ds = SyntheticDefocusDataset(_opt(sharp_folder, meta_info_file=str(meta), in_chans=3, to_gray=False,
+                                      noise={'photons': None, 'read_noise': [0, 0]},
+                                      psf={'disk': {'radius': [2.0, 2.0]}}))
+    pair = ds.pair(0)
+    assert pair.params['psf'] == 'disk' and pair.params['radius'] == 2.0
+    expected = cv2.filter2D(pair.gt, -1, pair.psf, borderType=cv2.BORDER_REFLECT_101)
+    np.testing.assert_allclose(pair.lq, expected, atol=1e-6)
+    assert pair.gt.shape == (70, 90, 3)
+
+
+def test_training_crops_have_gt_size_and_a_blur_without_border(sharp_folder):
+    np.random.seed(0)
+    random.seed(0)
+    ds = SyntheticDefocusDataset(_opt(sharp_folder, phase='train', gt_size=32, use_scale=False,
+                                      psf={'gaussian': {'sigma': [1.5, 1.5]}},
+                                      noise={'photons': None, 'read_noise': [0, 0]}))
+    assert len(ds) == 3
+    for i in range(3):
+        sample = ds[i]
+        assert sample['lq'].shape == sample['gt'].shape == (1, 32, 32)
+        assert sample['lq'].std() < sample['gt'].std()  # blurred
+    # the sharp crop had a margin: the blurred crop matches a blur of the larger window, not a padded one
+    pair = ds.pair(0)
+    assert np.abs(pair.lq - pair.gt).mean() > 0
+
+
+def test_input_percentile_normalisation_maps_the_input_to_its_percentiles(sharp_folder):
+    ds = SyntheticDefocusDataset(_opt(sharp_folder, normalize='input_percentile', norm_percentiles=[1, 99]))
+    pair = ds.pair(2)
+    lo, hi = np.percentile(pair.lq, [1, 99])
+    assert lo == pytest.approx(0, abs=1e-5) and hi == pytest.approx(1, abs=1e-5)
+
+
+@pytest.mark.parametrize('bad,match', [
+    ({'psf': {'motion': {}}}, 'unknown psf type'),
+    ({'psf': {'disk': {'sigma': [1, 2]}}}, r'psf.disk has unknown key'),
+    ({'psf': {'disk': {'radius': [3, 1]}}}, r'psf.disk.radius'),
+    ({'noise': {'photon': [1, 2]}}, 'noise has unknown key'),
+    ({'noise': {'clean_fraction': 2}}, 'clean_fraction'),
+    ({'normalize': 'gt_percentile'}, 'not available for synthetic'),
+])
+def test_bad_options_are_errors_naming_the_key(sharp_folder, bad, match):
+    with pytest.raises(ValueError, match=match):
+        SyntheticDefocusDataset(_opt(sharp_folder, **bad))
+
+
+def test_missing_folder_and_corrupt_file_are_named(sharp_folder, tmp_path):
+    with pytest.raises(FileNotFoundError, match='nowhere'):
+        SyntheticDefocusDataset(_opt(str(tmp_path / 'nowhere')))
+    with open(os.path.join(sharp_folder, 'broken.png'), 'wb') as fout:
+        fout.write(b'\x89PNG garbage')
+    with pytest.raises(ValueError, match='broken.png'):
+        SyntheticDefocusDataset(_opt(sharp_folder, check_files=True))  # at start-up, before any pair
+    ds = SyntheticDefocusDataset(_opt(sharp_folder))  # or at the read
+    with pytest.raises(ValueError, match='broken.png'):
+        [ds.pair(i) for i in range(len(ds))]
+
+
+def test_registered_and_built_by_basicsr(sharp_folder):
+    from basicsr.data import build_dataset
+
+    ds = build_dataset(dict(_opt(sharp_folder), type='SyntheticDefocusDataset'))
+    assert isinstance(ds, SyntheticDefocusDataset)
+    sample = ds[0]
+    assert sample['lq'].shape[0] == 1 and sample['lq_path'].startswith('deep_s0_')
