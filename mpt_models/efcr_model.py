@@ -8,6 +8,8 @@ YAML (``model_type: EFCRModel``)::
       efcr_mode: basic          # basic | basic_v1 | extra_labeled | extra_labeled_v1 | extra_unlabeled
       efcr_reblur: {kernel_sizes: [3, 5, 7], sigma: 10}  # optional; 'seed' makes the draws reproducible
       optim_g: {type: AdamW, lr: 1.0e-4, betas: [0.9, 0.999], weight_decay: 1.0e-4}
+      log_grad_norm_freq: 100   # optional: every N iterations log grad_pix / grad_efcr, the L2 norms of the
+                                # pixel loss's and the EFCR term's gradients w.r.t. the network weights
 
 Modes (``I``: the training pair, ``I'``: the extra pair from the batch keys ``extra_lq``/``extra_gt``,
 ``net``: the trained network; every forward pass below is in the autograd graph):
@@ -79,6 +81,7 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
             raise ValueError(f'Unknown train.efcr_mode {mode_name!r}; choose one of {", ".join(EFCR_MODES)}')
         super().init_training_settings()
 
+        self.grad_norm_freq = int(train_opt.get('log_grad_norm_freq', 0) or 0)
         self.cri_efcr = None
         self.efcr_mode: Optional[EFCRMode] = None
         self.efcr_mode_name: Optional[str] = None
@@ -110,6 +113,15 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
             self.reblur_generator = torch.Generator().manual_seed(int(reblur_opt['seed']))
         get_root_logger().info(f'EFCR mode {mode_name!r}: {self.cri_efcr}, re-blur kernel sizes '
                                f'{self.reblur_kernel_sizes}, sigma {self.reblur_sigma}')
+
+    def gradient_norms(self, losses: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """L2 norm of each loss's gradient w.r.t. the trainable weights (extra backward passes; graph kept)."""
+        params = [p for p in self.net_g.parameters() if p.requires_grad]
+        norms = {}
+        for name, loss in losses.items():
+            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+            norms[name] = torch.sqrt(sum((g.detach() ** 2).sum() for g in grads if g is not None))
+        return norms
 
     def feed_data(self, data: dict) -> None:
         """SRModel's ``lq``/``gt`` plus the optional ``extra_lq``/``extra_gt`` of an attached extra dataset."""
@@ -161,8 +173,11 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
             if l_style is not None:
                 l_total += l_style
                 loss_dict['l_style'] = l_style
-        l_total += self.compute_efcr()
+        l_efcr = self.compute_efcr()
+        l_total += l_efcr
         loss_dict.update(self.cri_efcr.last_terms)  # l_pos, l_neg, (l_ext), l_efcr
+        if self.grad_norm_freq and current_iter % self.grad_norm_freq == 0 and self.cri_pix:
+            loss_dict.update(self.gradient_norms({'grad_pix': l_pix, 'grad_efcr': l_efcr}))
 
         l_total.backward()
         self.optimizer_g.step()
