@@ -53,6 +53,9 @@ setup(
         'scikit-image',
         'matplotlib',
     ],
+    # the shipped starter models (weights, option file, reference output, model card; scripts/train_starter_models.py)
+    package_data={'mpt_deploy': ['starter_models/*.pth', 'starter_models/*.yml', 'starter_models/*.json',
+                                 'starter_models/*.md']},
     extras_require={'test': ['pytest', 'ruff', *BIOIMAGEIO], 'bioimageio': BIOIMAGEIO},
     cmdclass={'build_py': BuildPyWithAutoload},
     entry_points={'console_scripts': ['mpt-train = mpt_plugin.cli:train_main', 'mpt-test = mpt_plugin.cli:test_main',

@@ -4,12 +4,15 @@ Examples::
 
     mpt-deblur -opt options/train_MPT_BBBC006_w1.yml -w experiments/x/models/net_g_latest.pth -i blurry/ -o sharp/
     mpt-deblur --arch MPT --net-opt in_chans=1 dim=40 -w net_g_latest.pth -i stack.tif -o out/ --axes TZYX
+    mpt-deblur -i blurry/ -o sharp/      # no network given: the shipped starter models (mpt_deploy.starter_models)
 
 Reference: ``docs/deblurring.md``. In short:
 
 * input: one file or a folder (not recursive) of PNG/JPEG/BMP/TIFF images, uint8/uint16 (TIFF also float32);
   TIFF stacks (z, t, channel axes; tifffile's series axes, ``--axes`` overrides) are deblurred plane by plane
   (:mod:`mpt_deploy.stacks`). Each output has the input's file name, format, shape, axes, dtype and metadata.
+* network: ``-w`` with ``-opt`` or ``--arch`` (or an authors' checkpoint alone); with none of them the shipped
+  starter model that fits each image (``--starter``: gray for one-channel planes, rgb for RGB).
 * intensities: the normalisation the network was trained with, read from the option file (``-opt``), applied
   to each plane and inverted on the output (:mod:`mpt_data.normalization`); a ground-truth-based map is refused.
 * channels: ``--channels`` decides what happens when a plane's colour count differs from the network's.
@@ -258,7 +261,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-i', '--input', required=True, nargs='+', help='image files and/or folders of images')
     parser.add_argument('-o', '--output', required=True, help='output folder (same file names and formats)')
-    parser.add_argument('-w', '--weights', required=True, help='checkpoint (BasicSR net_g_*.pth or a state dict)')
+    parser.add_argument('-w', '--weights', help='checkpoint (BasicSR net_g_*.pth or a state dict); without -w, '
+                        '-opt and --arch the shipped starter models are used')
     parser.add_argument('-opt', '--opt', help='BasicSR option file the network was trained with (network_g, '
                         'datasets.*.normalize)')
     parser.add_argument('--arch', help='network type in ARCH_REGISTRY (e.g. MPT), instead of -opt')
@@ -274,11 +278,20 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--channels', default='auto', choices=CHANNEL_POLICIES,
                         help='colour count differs from the network: auto (RGB into a 1-channel net: per channel), '
                         'per-channel, replicate (gray into an RGB net), strict')
+    parser.add_argument('--starter', default='auto', choices=['auto', 'gray', 'rgb'],
+                        help='starter model when no -w is given: auto (per image: gray for one channel, rgb for RGB)')
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--tile', type=int, default=512, help='tile size in pixels; 0 = whole image at once')
     parser.add_argument('--overlap', type=int, default=32, help='blending width between tiles')
     parser.add_argument('--context', type=int, default=32, help='discarded margin at inner tile edges')
     args = parser.parse_args(argv)
+    if not args.weights and (args.opt or args.arch or args.net_opt):
+        parser.error('-opt/--arch/--net-opt describe a network whose weights -w must give '
+                     '(leave all of them out to use the shipped starter models).')
+    if not args.weights and (args.normalize or args.norm_percentiles or args.norm_max is not None):
+        parser.error('the starter models bring their own normalisation; --normalize/--norm-* need -w.')
+    if args.weights and args.starter != 'auto':
+        parser.error('--starter chooses a shipped starter model; it cannot be combined with -w.')
     if args.tile < 0:
         parser.error(f'--tile must be >= 0 (0 = whole image at once), got {args.tile}.')
     if args.overlap < 0 or args.context < 0:
@@ -312,7 +325,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from mpt_deploy.authors_checkpoint import load_authors_network
     from mpt_deploy.safe_output import atomic_write, plan_outputs
-    from mpt_deploy.stacks import read_image_file, write_image_file
+    from mpt_deploy.stacks import colour_axis, read_image_file, write_image_file
+    from mpt_deploy.starter_models import KINDS, StarterNetworks, starter_model
     from mpt_deploy.tiling import count_tiles
 
     if args.device == 'cuda' and not torch.cuda.is_available():
@@ -320,21 +334,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         files = list(dict.fromkeys(f for item in args.input for f in list_inputs(item)))
         pairs = plan_outputs(files, os.path.abspath(args.output))
-        norm = inference_normalization(args.opt, args.normalize, args.norm_percentiles, args.norm_max)
-        authors = load_authors_network(args.weights, args.device)  # the authors' released file: converted on load
-        if authors is not None:
-            net, network_opt = authors
+        starters = None
+        if args.weights:
+            norm = inference_normalization(args.opt, args.normalize, args.norm_percentiles, args.norm_max)
+            authors = load_authors_network(args.weights, args.device)  # the authors' file: converted on load
+            if authors is not None:
+                net, network_opt = authors
+            else:
+                network_opt = network_options(args.opt, args.arch, args.net_opt)
+                net = load_network(network_opt, args.weights, args.param_key if args.param_key != '' else None,
+                                   args.device)
         else:
-            network_opt = network_options(args.opt, args.arch, args.net_opt)
-            net = load_network(network_opt, args.weights, args.param_key if args.param_key != '' else None,
-                               args.device)
+            starters = StarterNetworks(args.device)
+            for kind in (KINDS if args.starter == 'auto' else (args.starter,)):
+                starter_model(kind)  # all shipped files present, before any work
     except (OSError, ValueError, KeyError) as err:
         return _error(str(err))
-    in_chans = network_in_chans(network_opt)
     failures: List[Tuple[str, str]] = []
     for path, out_path in pairs:
         try:
             image = read_image_file(path, args.axes)
+            if starters is not None:
+                colour = colour_axis(image.axes, image.data.shape, None)
+                channels = image.data.shape[image.axes.index(colour)] if colour else 1
+                net, network_opt, norm, model = starters.for_channels(
+                    channels, path, None if args.starter == 'auto' else args.starter)
+                print(f'mpt-deblur: {path}: starter model {model.kind} ({os.path.basename(model.weights)})',
+                      file=sys.stderr)
+            in_chans = network_in_chans(network_opt)
             h, w = image.data.shape[image.axes.index('Y')], image.data.shape[image.axes.index('X')]
             total = count_tiles(h, w, args.tile, args.overlap, args.context) * max(1, image.data.size // (h * w))
             with tqdm(total=total, desc=os.path.basename(path), unit='tile', file=sys.stderr) as bar:
