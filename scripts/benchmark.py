@@ -345,23 +345,25 @@ def machine_description(env: dict) -> str:
     return f"{env['gpu']}, {text}" if 'gpu' in env else text
 
 
-def write_markdown(path: str, report: list, notes: list, env: dict, argv) -> None:
+def write_markdown(path: str, report: list, notes: list, env: dict, argv, script: str = 'scripts/benchmark.py',
+                   marks: tuple = (MARK_BEGIN, MARK_END)) -> None:
     """Write the tables with the date, machine, torch version and command under them into ``path``: between the
     markers when the file has them (a docs page that includes the table), else as a new file; an existing file
-    without the markers is refused rather than overwritten."""
-    command = 'python scripts/benchmark.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
+    without the markers is refused rather than overwritten. ``script`` and ``marks`` serve the other benchmarks."""
+    begin, end = marks
+    command = f'python {script} ' + ' '.join(sys.argv[1:] if argv is None else argv)
     stamp = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
     block = '\n\n'.join([*report, f'Measured {stamp} on {machine_description(env)}, torch {env["torch"]}, with '
                                     f'`{command}`.', '\n'.join(f'- {note}' for note in notes)])
-    block = f'{MARK_BEGIN}\n{block}\n{MARK_END}'
+    block = f'{begin}\n{block}\n{end}'
     if os.path.exists(path):
         with open(path, encoding='utf-8') as handle:
             text = handle.read()
-        if MARK_BEGIN not in text or MARK_END not in text:
-            raise SystemExit(f'benchmark: {path!r} exists and has no {MARK_BEGIN} ... {MARK_END} block; '
+        if begin not in text or end not in text:
+            raise SystemExit(f'benchmark: {path!r} exists and has no {begin} ... {end} block; '
                              'give a new file or add the markers where the table belongs.')
-        head, rest = text.split(MARK_BEGIN, 1)
-        text = head + block + rest.split(MARK_END, 1)[1]
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
         text = block + '\n'
     with open(path, 'w', encoding='utf-8') as handle:

@@ -1,0 +1,182 @@
+"""What EFCR does at the paper's weight and at a weight where its gradient matters (``docs/efcr.md``).
+
+Trains the grayscale starter recipe, shortened to ``--iters`` iterations, in three arms and ``--seeds`` seeds:
+
+* ``mpt``: L1 only (``options/train_MPT_starter_gray.yml``);
+* ``efcr_paper``: L1 + EFCR (basic mode, Eq. 7) at the paper's beta = 1e-5
+  (``options/efcr/train_MPT_starter_gray_EFCR.yml``);
+* ``efcr_calibrated``: the same at ``--beta`` (default 0.3: at initialisation EFCR's gradient is then a few tenths
+  of L1's; measured with ``log_grad_norm_freq``).
+
+Each run is BasicSR's ``train_pipeline`` (``scripts/train.py``), two at a time with one thread each. The EFCR runs
+log ``grad_pix`` and ``grad_efcr`` (L2 norms of each term's gradient w.r.t. the weights); their medians over the
+run are reported. Each final network is scored on the held-out gray images of ``scripts/make_starter_data.py``
+over every PSF type and noise level of ``scripts/benchmark_quality.py``. ``--markdown PAGE`` writes the table into
+the page's ``<!-- efcr-study:begin -->``/``<!-- efcr-study:end -->`` block.
+
+Example: ``python scripts/efcr_study.py --iters 800 --markdown docs/efcr.md``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+import platform
+import re
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, osp.join(ROOT, 'scripts'))
+
+from benchmark import write_markdown  # noqa: E402
+from benchmark_quality import NOISE_LEVELS, make_pairs, network_method, scores  # noqa: E402
+
+ARMS = {'mpt': 'options/train_MPT_starter_gray.yml', 'efcr_paper': 'options/efcr/train_MPT_starter_gray_EFCR.yml',
+        'efcr_calibrated': 'options/efcr/train_MPT_starter_gray_EFCR.yml'}
+MARKS = ('<!-- efcr-study:begin -->', '<!-- efcr-study:end -->')
+GRAD_RE = re.compile(r'grad_pix: ([0-9.e+-]+) grad_efcr: ([0-9.e+-]+)')
+
+
+def run_name(arm: str, seed: int, iters: int) -> str:
+    return f'efcr_study_{arm}_s{seed}_i{iters}'
+
+
+def command(arm: str, seed: int, iters: int, beta: float) -> List[str]:
+    """``scripts/train.py`` with BasicSR's ``--force_yml`` overrides of the arm's option file."""
+    force = [f'name={run_name(arm, seed, iters)}', f'manual_seed={seed}', f'train:total_iter={iters}',
+             f'train:scheduler:periods=[{iters}]', f'val:val_freq={iters}', f'logger:save_checkpoint_freq={iters}']
+    if arm == 'efcr_calibrated':
+        force.append(f'train:efcr_opt:loss_weight=!!float {beta}')
+    return [sys.executable, osp.join(ROOT, 'scripts', 'train.py'), '-opt', osp.join(ROOT, ARMS[arm]),
+            '--force_yml', *force]
+
+
+def train_all(jobs: List[tuple], iters: int, beta: float, parallel: int) -> Dict[tuple, str]:
+    """Run every (arm, seed) job, ``parallel`` at a time; returns the log file of each."""
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    logs, running, pending = {}, [], list(jobs)
+    os.makedirs(osp.join(ROOT, 'experiments'), exist_ok=True)
+    while pending or running:
+        while pending and len(running) < parallel:
+            arm, seed = pending.pop(0)
+            log_path = osp.join(ROOT, 'experiments', run_name(arm, seed, iters) + '.log')
+            log = open(log_path, 'w')
+            proc = subprocess.Popen(command(arm, seed, iters, beta), cwd=ROOT, env=env, stdout=log,
+                                    stderr=subprocess.STDOUT)
+            running.append(((arm, seed), proc, log))
+            logs[(arm, seed)] = log_path
+            print(f'started {arm} seed {seed} > {log_path}', flush=True)
+        time.sleep(5)
+        for item in list(running):
+            job, proc, log = item
+            if proc.poll() is not None:
+                log.close()
+                running.remove(item)
+                if proc.returncode != 0:
+                    raise SystemExit(f'{job} failed (exit {proc.returncode}); see {logs[job]}.')
+                print(f'finished {job[0]} seed {job[1]}', flush=True)
+    return logs
+
+
+def grad_medians(log_path: str) -> Optional[tuple]:
+    """Median ``grad_pix`` and ``grad_efcr`` logged during a run (None for runs without EFCR)."""
+    with open(log_path) as fin:
+        found = [(float(a), float(b)) for a, b in GRAD_RE.findall(fin.read())]
+    if not found:
+        return None
+    pix, efcr = np.array(found).T
+    return float(np.median(pix)), float(np.median(efcr))
+
+
+def evaluate(arm: str, seed: int, iters: int, data: str, pairs_per_image: int, crop: int) -> Dict[str, float]:
+    """Held-out mean PSNR/SSIM of one run's final network over all PSF types and noise levels."""
+    from mpt_deploy.deblur import inference_normalization, load_network, network_options
+    from mpt_plugin.option_file import load_options
+
+    opt_file = osp.join(ROOT, ARMS[arm])
+    weights = osp.join(ROOT, 'experiments', run_name(arm, seed, iters), 'models', 'net_g_latest.pth')
+    net_opt = network_options(opt_file)
+    method = network_method(load_network(net_opt, weights), net_opt, inference_normalization(opt_file))
+    psf_ranges = load_options(opt_file)['datasets']['train']['psf']
+    psnr, ssim, inp = [], [], []
+    for i, psf_type in enumerate(psf_ranges):
+        spec = {k: v for k, v in psf_ranges[psf_type].items() if k != 'weight'}
+        for j, noise in enumerate(NOISE_LEVELS):
+            for pair in make_pairs(osp.join(data, 'gray', 'heldout'), 'gray', psf_type, spec, noise,
+                                   pairs_per_image, crop, 100 * i + j):
+                s = scores(method(pair), pair.gt, False)
+                psnr.append(s['psnr'])
+                ssim.append(s['ssim'])
+                inp.append(scores(pair.lq, pair.gt, False)['psnr'])
+    return {'psnr': float(np.mean(psnr)), 'ssim': float(np.mean(ssim)), 'input_psnr': float(np.mean(inp))}
+
+
+def table(results: Dict[tuple, dict], arms: Sequence[str], seeds: Sequence[int], beta: float, iters: int) -> str:
+    lines = [f'Grayscale starter recipe shortened to {iters} iterations; held-out gray images, all PSF types and '
+             'noise levels of the quality benchmark.', '',
+             '| arm | beta | seed | held-out PSNR | SSIM | median grad L1 | median grad EFCR | ratio |',
+             '|---|---|---|---|---|---|---|---|']
+    for arm in arms:
+        b = {'mpt': '-', 'efcr_paper': '1e-5', 'efcr_calibrated': f'{beta:g}'}[arm]
+        for seed in seeds:
+            r = results[(arm, seed)]
+            g = r.get('grads')
+            grads = (f'{g[0]:.3g} | {g[1]:.3g} | {g[1] / g[0]:.2g}' if g else '- | - | -')
+            lines.append(f'| {arm} | {b} | {seed} | {r["psnr"]:.2f} | {r["ssim"]:.4f} | {grads} |')
+        mean_psnr = np.mean([results[(arm, s)]['psnr'] for s in seeds])
+        mean_ssim = np.mean([results[(arm, s)]['ssim'] for s in seeds])
+        lines.append(f'| **{arm} mean** | {b} | | **{mean_psnr:.2f}** | **{mean_ssim:.4f}** | | | |')
+    first = results[(arms[0], seeds[0])]
+    lines += ['', f'Blurry input on the same pairs: {first["input_psnr"]:.2f} dB.']
+    return '\n'.join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--iters', type=int, default=800)
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
+    parser.add_argument('--arms', nargs='+', default=list(ARMS), choices=list(ARMS))
+    parser.add_argument('--beta', type=float, default=0.3, help='EFCR weight of the efcr_calibrated arm')
+    parser.add_argument('--parallel', type=int, default=2, help='runs at a time (one thread each)')
+    parser.add_argument('--data', default=osp.join(ROOT, 'starter_data'))
+    parser.add_argument('--pairs-per-image', type=int, default=1)
+    parser.add_argument('--crop', type=int, default=256)
+    parser.add_argument('--eval-only', action='store_true', help='score existing runs')
+    parser.add_argument('--markdown', help='docs page whose efcr-study block receives the table')
+    args = parser.parse_args(argv)
+    if not osp.isdir(osp.join(args.data, 'gray', 'train')):
+        from make_starter_data import build
+
+        build(args.data, ['gray'])
+    jobs = [(arm, seed) for seed in args.seeds for arm in args.arms]
+    start = time.time()
+    if not args.eval_only:
+        train_all(jobs, args.iters, args.beta, args.parallel)
+    import torch
+
+    torch.set_grad_enabled(False)
+    results = {}
+    for arm, seed in jobs:
+        results[(arm, seed)] = evaluate(arm, seed, args.iters, args.data, args.pairs_per_image, args.crop)
+        log = osp.join(ROOT, 'experiments', run_name(arm, seed, args.iters) + '.log')
+        results[(arm, seed)]['grads'] = grad_medians(log) if osp.isfile(log) else None
+        print(f'{arm} seed {seed}: {results[(arm, seed)]}', flush=True)
+    report = table(results, args.arms, args.seeds, args.beta, args.iters)
+    print(report)
+    print(f'({(time.time() - start) / 60:.1f} min)', file=sys.stderr)
+    if args.markdown:
+        env = {'cpu': platform.processor() or platform.machine(), 'torch': torch.__version__}
+        write_markdown(args.markdown, [report], ['Two runs at a time, one thread each.'], env, argv,
+                       'scripts/efcr_study.py', MARKS)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
