@@ -52,15 +52,28 @@ def test_regions_do_not_overlap():
 
 
 def test_run_demo_smoke(tmp_path, monkeypatch, capsys):
-    """scripts/run_demo.py end to end with 2 iterations: data, BasicSR training, weights, metrics, images."""
+    """scripts/run_demo.py end to end with 2 fine-tuning iterations: data, starter model, Richardson-Lucy, BasicSR
+    training from the starter weights, metrics, images; the exit status follows the fine-tuned PSNR."""
     import sys
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, 'argv', list(sys.argv))
     status = load_script('run_demo').main(['--iters', '2', '--threads', '1'])
     out = capsys.readouterr().out
-    experiment = tmp_path / 'experiments' / 'MPT_demo'
+    experiment = tmp_path / 'experiments' / 'MPT_starter_demo_finetune'
     assert (experiment / 'models' / 'net_g_latest.pth').is_file()
-    assert len(list((experiment / 'demo_images').glob('*_blurry_output_sharp.png'))) == 4
+    assert len(list((experiment / 'demo_images').glob('*_blurry_rl_starter_finetuned_sharp.png'))) == 4
     assert (tmp_path / 'demo_data' / 'rgb' / 'val' / 'lq').is_dir()
-    assert 'blurry input PSNR' in out and 'MPT output PSNR' in out and status in (0, 1)
+    rows = {line[2:36].strip(): float(line[36:].split('dB')[0])
+            for line in out.splitlines() if line.startswith('  ') and ' dB ' in line}
+    assert {'input', 'starter model', 'starter + fine-tune'} <= set(rows)
+    assert any(name.startswith('Richardson-Lucy (true PSF') for name in rows)
+    assert status == (0 if rows['starter + fine-tune'] > rows['input'] else 1)
+    # fine-tuned from the shipped weights: two small AdamW steps away from them (a fresh init would be far)
+    from mpt_deploy.starter_models import starter_model
+    from mpt_plugin.checkpoint import load_checkpoint
+
+    tuned = load_checkpoint(str(experiment / 'models' / 'net_g_latest.pth'))['params']
+    shipped = load_checkpoint(starter_model('rgb').weights)['params']
+    assert tuned.keys() == shipped.keys()
+    assert max(float((tuned[k] - shipped[k]).abs().max()) for k in tuned) < 0.01
