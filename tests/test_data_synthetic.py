@@ -6,6 +6,7 @@ import random
 import cv2
 import numpy as np
 import pytest
+from script_loader import load_script
 
 from mpt_data.noise import poisson_gaussian
 from mpt_data.synthetic_defocus_dataset import SyntheticDefocusDataset
@@ -135,3 +136,20 @@ def test_registered_and_built_by_basicsr(sharp_folder):
     assert isinstance(ds, SyntheticDefocusDataset)
     sample = ds[0]
     assert sample['lq'].shape[0] == 1 and sample['lq_path'].startswith('deep_s0_')
+
+
+def test_lmdb_backend_gives_the_same_pairs_as_the_folder(sharp_folder, tmp_path):
+    gray = tmp_path / 'gray'
+    gray.mkdir()
+    for name in ('img0.png', 'deep.png'):
+        img = cv2.imread(os.path.join(sharp_folder, name), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(gray / name), img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
+    lmdb_path = str(tmp_path / 'sharp.lmdb')
+    load_script('make_lmdb').main(['folder', str(gray), '--output', lmdb_path])
+    disk = SyntheticDefocusDataset(_opt(str(gray), to_gray=False))
+    lmdb = SyntheticDefocusDataset(_opt(lmdb_path, to_gray=False, io_backend={'type': 'lmdb'}))
+    assert len(disk) == len(lmdb) == 6
+    for i in range(len(disk)):
+        a, b = disk.pair(i), lmdb.pair(i)
+        assert np.array_equal(a.gt, b.gt) and np.array_equal(a.lq, b.lq)
+    assert lmdb[0]['gt_path'].startswith(lmdb_path)
