@@ -56,7 +56,8 @@ setup(
     # the shipped starter models (weights, option file, reference output, model card; scripts/train_starter_models.py)
     package_data={'mpt_deploy': ['starter_models/*.pth', 'starter_models/*.yml', 'starter_models/*.json',
                                  'starter_models/*.md']},
-    extras_require={'test': ['pytest', 'ruff', *BIOIMAGEIO], 'bioimageio': BIOIMAGEIO},
+    extras_require={'test': ['pytest', 'ruff', *BIOIMAGEIO], 'bioimageio': BIOIMAGEIO,
+                    'mutation': ['mutmut==3.8.1', 'pytest']},  # scripts/mutation_test.py
     cmdclass={'build_py': BuildPyWithAutoload},
     entry_points={'console_scripts': ['mpt-train = mpt_plugin.cli:train_main', 'mpt-test = mpt_plugin.cli:test_main',
                                       'mpt-deblur = mpt_deploy.deblur:main',

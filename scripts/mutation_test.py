@@ -1,0 +1,206 @@
+"""Mutation testing of the modules where a wrong answer is silent (``docs/mutation_testing.md``).
+
+For each module of :data:`MODULE_TESTS`, a scratch copy of the working tree is made under ``--workdir`` (your
+checkout is never modified), ``mutmut`` (the ``[mutation]`` extra) generates its mutants, and each mutant runs
+against the tests of that module only (mutmut further restricts each mutant to the tests that execute the
+mutated function). The report lists, per module, mutants generated, killed, survived, timed out, not covered
+and declared equivalent (``tests/mutation_equivalents.txt``: ``<mutant name> | <mutated line> | <why>``), the
+killed share with the equivalents excluded, and every survivor with its diff.
+
+Runs in the background on a 2-core machine (hours for all modules)::
+
+    pip install -e '.[mutation]'
+    nohup python scripts/mutation_test.py --jobs 2 --report mutation/report.md > mutation/run.log 2>&1 &
+    python scripts/mutation_test.py --modules mpt_losses/haar.py      # one module
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+import re
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Sequence, Tuple
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+# module -> the test files that claim to cover it
+MODULE_TESTS: Dict[str, Tuple[str, ...]] = {
+    'mpt_arch/region_geometry.py': ('tests/test_arch_cswa.py', 'tests/test_arch_cswa_seam.py',
+                                    'tests/test_arch_strips.py'),
+    'mpt_arch/cswa.py': ('tests/test_arch_cswa.py', 'tests/test_arch_cswa_seam.py'),
+    'mpt_arch/isca.py': ('tests/test_arch_blocks.py',),
+    'mpt_arch/fefn.py': ('tests/test_arch_blocks.py',),
+    'mpt_arch/pyramid_block.py': ('tests/test_arch_blocks.py', 'tests/test_arch_mpt.py'),
+    'mpt_arch/mpt_arch.py': ('tests/test_arch_mpt.py',),
+    'mpt_losses/haar.py': ('tests/test_haar.py', 'tests/test_efcr_loss.py', 'tests/test_efcr_gradients.py'),
+    'mpt_losses/efcr_loss.py': ('tests/test_efcr_loss.py', 'tests/test_efcr_gradients.py'),
+    'mpt_losses/reblur.py': ('tests/test_efcr_reblur.py',),
+    'mpt_models/efcr_model.py': ('tests/test_model_efcr.py', 'tests/test_efcr_grad_norms.py'),
+    'mpt_data/bbbc006_dataset.py': ('tests/test_data_bbbc006.py',),
+    'mpt_data/paired_defocus_dataset.py': ('tests/test_data_paired.py', 'tests/test_data_layouts.py'),
+    'mpt_data/normalization.py': ('tests/test_deblur_contract.py', 'tests/test_data_bbbc006.py'),
+    'mpt_plugin/checkpoint.py': ('tests/test_deblur_contract.py', 'tests/test_authors_compat.py'),
+    'mpt_plugin/resume.py': ('tests/test_resume_atomic.py', 'tests/test_resume_sigkill.py'),
+}
+EQUIVALENTS_FILE = osp.join(ROOT, 'tests', 'mutation_equivalents.txt')
+STATUS_RE = re.compile(r'^\s*(\S+__mutmut_\d+): (.+)$')
+
+
+def read_equivalents(path: str = EQUIVALENTS_FILE) -> Dict[str, Tuple[str, str]]:
+    """``{mutant name: (mutated line, reason)}`` from the equivalents file (``#`` comments)."""
+    out: Dict[str, Tuple[str, str]] = {}
+    if not osp.isfile(path):
+        return out
+    with open(path, encoding='utf-8') as fin:
+        for number, line in enumerate(fin, 1):
+            line = line.strip()
+            if not line or line.startswith('#'):
+                continue
+            parts = [p.strip() for p in line.split('|')]
+            if len(parts) != 3 or not all(parts):
+                raise ValueError(f'{path}:{number}: expected "<mutant> | <mutated line> | <reason>", got {line!r}')
+            out[parts[0]] = (parts[1], parts[2])
+    return out
+
+
+def copy_tree(dest: str) -> None:
+    """The tracked and untracked-but-not-ignored files of the working tree, copied to ``dest``."""
+    files = subprocess.run(['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard'], cwd=ROOT,
+                           check=True, capture_output=True).stdout.decode().split('\0')
+    for rel in filter(None, files):
+        src = osp.join(ROOT, rel)
+        if osp.isfile(src):
+            os.makedirs(osp.dirname(osp.join(dest, rel)) or dest, exist_ok=True)
+            shutil.copy2(src, osp.join(dest, rel))
+
+
+def mutmut_config(module: str, tests: Sequence[str]) -> str:
+    package = module.split('/')[0]
+    others = sorted({m.split('/')[0] for m in MODULE_TESTS} | {'mpt_metrics', 'mpt_deploy'} - {package})
+    quote = lambda items: ', '.join(f'"{i}"' for i in items)  # noqa: E731
+    return (f'[tool.mutmut]\nsource_paths = ["{package}"]\nonly_mutate = ["{module}"]\n'
+            f'also_copy = [{quote(others + ["options", "scripts", "docs", "setup.py", "README.md"])}]\n'
+            f'pytest_add_cli_args_test_selection = [{quote(tests)}]\n'
+            'pytest_add_cli_args = ["-q", "-p", "no:cacheprovider", "-x"]\n'
+            'process_isolation = "forkserver"\n')
+
+
+def run_module(module: str, workdir: str, children: int) -> dict:
+    """Generate and run the mutants of one module in its own scratch copy; returns statuses and diffs."""
+    tests = MODULE_TESTS[module]
+    dest = osp.join(workdir, module.replace('/', '__').replace('.py', ''))
+    shutil.rmtree(dest, ignore_errors=True)
+    copy_tree(dest)
+    with open(osp.join(dest, 'pyproject.toml'), 'w') as fout:
+        fout.write(mutmut_config(module, tests))
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONPATH=dest)
+    start = time.time()
+    with open(osp.join(dest, 'mutmut_run.log'), 'w') as log:
+        code = subprocess.run([sys.executable, '-m', 'mutmut', 'run', '--max-children', str(children)], cwd=dest,
+                              env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    listing = subprocess.run([sys.executable, '-m', 'mutmut', 'results', '--all', 'true'], cwd=dest, env=env,
+                             capture_output=True, text=True).stdout
+    statuses = {m.group(1): m.group(2).strip() for m in map(STATUS_RE.match, listing.splitlines()) if m}
+    diffs = {}
+    for name, status in statuses.items():
+        if status != 'killed':
+            diffs[name] = subprocess.run([sys.executable, '-m', 'mutmut', 'show', name], cwd=dest, env=env,
+                                         capture_output=True, text=True).stdout
+    return {'module': module, 'tests': tests, 'statuses': statuses, 'diffs': diffs, 'exit': code,
+            'minutes': (time.time() - start) / 60}
+
+
+def mutated_line(diff: str) -> str:
+    return next((line[1:].strip() for line in diff.splitlines() if line.startswith('+') and
+                 not line.startswith('+++')), '')
+
+
+def summarise(result: dict, equivalents: Dict[str, Tuple[str, str]]) -> dict:
+    """Counts of one module; an equivalence only counts while its recorded mutated line is still the mutant's."""
+    counts = {'generated': len(result['statuses']), 'killed': 0, 'survived': 0, 'equivalent': 0, 'timeout': 0,
+              'no tests': 0, 'other': 0}
+    survivors = []
+    for name, status in sorted(result['statuses'].items()):
+        if status == 'killed':
+            counts['killed'] += 1
+        elif status == 'survived':
+            eq = equivalents.get(name)
+            if eq and eq[0] == mutated_line(result['diffs'].get(name, '')):
+                counts['equivalent'] += 1
+            else:
+                counts['survived'] += 1
+                survivors.append(name)
+        elif status == 'timeout':
+            counts['killed'] += 1  # the tests noticed (a hang is a failure)
+            counts['timeout'] += 1
+        elif status == 'no tests':
+            counts['no tests'] += 1
+            survivors.append(name)
+        else:
+            counts['other'] += 1
+    scored = counts['generated'] - counts['equivalent'] - counts['other']
+    counts['killed %'] = 100.0 * counts['killed'] / scored if scored else float('nan')
+    return {'counts': counts, 'survivors': survivors}
+
+
+def report(results: List[dict], equivalents: Dict[str, Tuple[str, str]]) -> str:
+    head = ['module', 'generated', 'killed', 'survived', 'equivalent', 'timeout', 'no tests', 'other', 'killed %',
+            'minutes']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    details = []
+    total = dict.fromkeys(head[1:8], 0)
+    for result in results:
+        summary = summarise(result, equivalents)
+        c = summary['counts']
+        for key in total:
+            total[key] += c[key]
+        lines.append(f"| `{result['module']}` | " + ' | '.join(str(c[k]) for k in head[1:8]) +
+                     f" | {c['killed %']:.1f} | {result['minutes']:.0f} |")
+        for name in summary['survivors']:
+            diff = result['diffs'].get(name, '')
+            details.append(f"### `{name}` ({result['statuses'][name]})\n\n```diff\n{diff}\n```")
+    scored = total['generated'] - total['equivalent'] - total['other']
+    lines.append('| **all** | ' + ' | '.join(str(total[k]) for k in head[1:8]) +
+                 f" | {100.0 * total['killed'] / scored if scored else float('nan'):.1f} | |")
+    eq_lines = [f'- `{name}`: {reason}' for name, (_, reason) in sorted(equivalents.items())]
+    return '\n'.join(['# Mutation testing report', '', f'{time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, '
+                      f'`python scripts/mutation_test.py {" ".join(sys.argv[1:])}`', '', *lines, '',
+                      '## Declared equivalent', '', *(eq_lines or ['(none)']), '', '## Survivors', '',
+                      *(details or ['(none)'])]) + '\n'
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--modules', nargs='+', default=list(MODULE_TESTS), choices=list(MODULE_TESTS))
+    parser.add_argument('--jobs', type=int, default=1, help='modules run at once')
+    parser.add_argument('--children', type=int, default=1, help='mutmut workers per module')
+    parser.add_argument('--workdir', default=osp.join(ROOT, 'mutation', 'work'), help='scratch copies go here')
+    parser.add_argument('--report', default=osp.join(ROOT, 'mutation', 'report.md'))
+    args = parser.parse_args(argv)
+    if shutil.which('git') is None:
+        raise SystemExit('mutation_test.py needs git (to copy the working tree).')
+    try:
+        import mutmut  # noqa: F401
+    except ImportError:
+        raise SystemExit("mutmut is missing: pip install -e '.[mutation]'") from None
+    equivalents = read_equivalents()
+    os.makedirs(args.workdir, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(lambda m: run_module(m, args.workdir, args.children), args.modules))
+    text = report(results, equivalents)
+    os.makedirs(osp.dirname(osp.abspath(args.report)), exist_ok=True)
+    with open(args.report, 'w', encoding='utf-8') as fout:
+        fout.write(text)
+    print(text.split('## Declared')[0])
+    print(f'report written to {args.report}', file=sys.stderr)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
