@@ -54,9 +54,25 @@ def test_well_split_is_disjoint_and_deterministic(tmp_path):
     assert set(train.wells) | set(test.wells) == {'a01', 'a02', 'b03', 'c04', 'd05', 'e06', 'f07', 'g08'}
     assert len(train) + len(test) == len(BBBC006Dataset(_opt(tmp_path)))
     assert BBBC006Dataset(_opt(tmp_path, split='test', test_fraction=0.5)).wells == test.wells
-    other_seed = BBBC006Dataset(_opt(tmp_path, split='test', test_fraction=0.5, split_seed=3)).wells
     forced = BBBC006Dataset(_opt(tmp_path, split='test', test_wells=['B03']))
-    assert forced.wells == ['b03'] and isinstance(other_seed, list)
+    assert forced.wells == ['b03']
+
+
+def test_split_seed_changes_the_split_as_the_documented_hash_says(tmp_path):
+    import hashlib
+
+    make_bbbc006(tmp_path)
+    wells = ['a01', 'a02', 'b03', 'c04', 'd05', 'e06', 'f07', 'g08']
+
+    def expected(seed):  # independent: md5 of '<seed>:<WELL>', first 32 bits as a fraction, below test_fraction
+        return sorted(w for w in wells if int(hashlib.md5(f'{seed}:{w.upper()}'.encode()).hexdigest()[:8], 16)
+                      / 2**32 < 0.5)
+
+    seed = next(s for s in range(1, 100) if expected(s) != expected(0))
+    for split_seed in (0, seed):
+        got = BBBC006Dataset(_opt(tmp_path, split='test', test_fraction=0.5, split_seed=split_seed)).wells
+        assert sorted(got) == expected(split_seed)
+    assert expected(seed) != expected(0)
 
 
 def test_normalisations(tmp_path):

@@ -46,3 +46,15 @@ def test_sigkill_then_auto_resume_finishes_from_last_state(tmp_path):
     assert iters and min(iters) == saved + 1 and max(iters) == TOTAL  # carried on, not restarted from 1
     assert (states / f'{TOTAL}.state').is_file() and (exp / 'models' / 'net_g_latest.pth').is_file()
     assert len(list(exp.parent.glob('resume_smoke_archived_*'))) == 0  # same experiment folder reused
+    # what came back, checked independently of BasicSR's own bookkeeping:
+    assert f'net_g_{saved}.pth' in log  # the weights of the saved iteration were loaded
+    from mpt_plugin.checkpoint import load_checkpoint
+
+    final = load_checkpoint(str(states / f'{TOTAL}.state'))
+    steps = {int(s['step']) for s in final['optimizers'][0]['state'].values()}
+    assert steps == {TOTAL}  # optimizer moments restored: a fresh optimizer would count TOTAL - saved steps
+    resumed = load_checkpoint(str(states / f'{saved}.state'))
+    assert resumed['iter'] == saved and final['iter'] == TOTAL
+    # scheduler restored, not restarted: it advanced by exactly the resumed run's iterations
+    assert final['schedulers'][0]['last_epoch'] == resumed['schedulers'][0]['last_epoch'] + TOTAL - saved
+    assert resumed['schedulers'][0]['last_epoch'] > 0
