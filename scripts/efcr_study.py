@@ -4,7 +4,7 @@ Trains the grayscale starter recipe, shortened to ``--iters`` iterations, in thr
 
 * ``mpt``: L1 only (``options/train_MPT_starter_gray.yml``);
 * ``efcr_paper``: L1 + EFCR (basic mode, Eq. 7) at the paper's beta = 1e-5
-  (``options/efcr/train_MPT_starter_gray_EFCR.yml``);
+  (``options/study_MPT_starter_gray_EFCR.yml``);
 * ``efcr_calibrated``: the same at ``--beta`` (default 0.3: at initialisation EFCR's gradient is then a few tenths
   of L1's; measured with ``log_grad_norm_freq``).
 
@@ -38,8 +38,8 @@ sys.path.insert(0, osp.join(ROOT, 'scripts'))
 from benchmark import write_markdown  # noqa: E402
 from benchmark_quality import NOISE_LEVELS, make_pairs, network_method, scores  # noqa: E402
 
-ARMS = {'mpt': 'options/train_MPT_starter_gray.yml', 'efcr_paper': 'options/efcr/train_MPT_starter_gray_EFCR.yml',
-        'efcr_calibrated': 'options/efcr/train_MPT_starter_gray_EFCR.yml'}
+ARMS = {'mpt': 'options/train_MPT_starter_gray.yml', 'efcr_paper': 'options/study_MPT_starter_gray_EFCR.yml',
+        'efcr_calibrated': 'options/study_MPT_starter_gray_EFCR.yml'}
 MARKS = ('<!-- efcr-study:begin -->', '<!-- efcr-study:end -->')
 GRAD_RE = re.compile(r'grad_pix: ([0-9.e+-]+) grad_efcr: ([0-9.e+-]+)')
 
