@@ -14,7 +14,10 @@ run are reported. Each final network is scored on the held-out gray images of ``
 over every PSF type and noise level of ``scripts/benchmark_quality.py``. ``--markdown PAGE`` writes the table into
 the page's ``<!-- efcr-study:begin -->``/``<!-- efcr-study:end -->`` block.
 
-Example: ``python scripts/efcr_study.py --iters 800 --markdown docs/efcr.md``
+Known defect: ``--seeds`` passes ``manual_seed`` through BasicSR's ``--force_yml``, which BasicSR 1.4.2 applies
+after it has seeded its generators, so every seed currently trains the same network (found 2026-12-02).
+
+Example: ``python scripts/efcr_study.py --iters 600 --markdown docs/efcr.md``
 """
 
 from __future__ import annotations
