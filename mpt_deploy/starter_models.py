@@ -1,8 +1,9 @@
 """The shipped starter models: small MPTs trained on CPU on synthetic defocus (``docs/starter_models.md``).
 
-Each model is three package files in ``mpt_deploy/starter_models/``: ``MPT_starter_<kind>.pth`` (``{'params':
-state dict}``), ``MPT_starter_<kind>.yml`` (the option file it was trained with: network and normalisation) and
-``MPT_starter_<kind>.md`` (its model card). ``scripts/train_starter_models.py`` writes all three.
+Each model is four package files in ``mpt_deploy/starter_models/``: ``MPT_starter_<kind>.pth`` (``{'params':
+state dict}``), ``MPT_starter_<kind>.yml`` (the option file it was trained with: network and normalisation),
+``MPT_starter_<kind>.json`` (the weights' SHA-256 and the output of a fixed input) and ``MPT_starter_<kind>.md``
+(its model card). ``scripts/train_starter_models.py`` writes all four.
 
 ``mpt-deblur -i IN -o OUT`` without ``-w``/``-opt`` picks, per image, the model that fits its colour count
 (:func:`select_kind`): one channel (grayscale planes, stacks) -> ``gray``, three (RGB, or RGBA with alpha kept)
@@ -26,6 +27,7 @@ class StarterModel(NamedTuple):
     kind: str
     weights: str
     options: str
+    record: str
     card: str
 
 
@@ -38,7 +40,7 @@ def starter_model(kind: str, folder: str = STARTER_DIR) -> StarterModel:
     if kind not in KINDS:
         raise StarterModelError(f'Unknown starter model {kind!r}; choose from {KINDS}.')
     stem = osp.join(folder, f'MPT_starter_{kind}')
-    model = StarterModel(kind, stem + '.pth', stem + '.yml', stem + '.md')
+    model = StarterModel(kind, stem + '.pth', stem + '.yml', stem + '.json', stem + '.md')
     missing = [p for p in model[1:] if not osp.isfile(p)]
     if missing:
         raise StarterModelError(f'Starter model {kind!r} is incomplete in {folder!r} (missing {missing}); '
@@ -52,8 +54,8 @@ def select_kind(channels: int, path: str = 'image') -> str:
         return 'gray'
     if channels in (3, 4):
         return 'rgb'
-    raise ValueError(f'{path!r}: no starter model for planes of {channels} channels (only 1 or 3); give a network '
-                     'with -w/-opt, or --axes so that the channel axis is a stack axis.')
+    raise ValueError(f'{path!r}: no starter model for planes of {channels} channels (only 1, or 3/4 for '
+                     'RGB/RGBA); give a network with -w/-opt, or --axes so that the channel axis is a stack axis.')
 
 
 def sha256(path: str) -> str:

@@ -100,13 +100,19 @@ def lpips_available() -> bool:
     return osp.isfile(backbone_checkpoint('alex'))
 
 
+def psnr(out: np.ndarray, gt: np.ndarray) -> float:
+    """BasicSR's PSNR of ``out`` (clipped to [0, 1]) against ``gt``, on the 0-255 scale."""
+    from basicsr.metrics import calculate_psnr
+
+    return float(calculate_psnr(np.clip(out, 0, 1) * 255.0, np.clip(gt, 0, 1) * 255.0, 0, input_order='HWC'))
+
+
 def scores(out: np.ndarray, gt: np.ndarray, with_lpips: bool) -> Dict[str, float]:
     """PSNR / SSIM (BasicSR, 0-255 scale) and optionally LPIPS of ``out`` (clipped to [0, 1]) against ``gt``."""
-    from basicsr.metrics import calculate_psnr, calculate_ssim
+    from basicsr.metrics import calculate_ssim
 
-    a, b = np.clip(out, 0, 1) * 255.0, np.clip(gt, 0, 1) * 255.0
-    result = {'psnr': float(calculate_psnr(a, b, 0, input_order='HWC')),
-              'ssim': float(calculate_ssim(a, b, 0, input_order='HWC'))}
+    result = {'psnr': psnr(out, gt), 'ssim': float(calculate_ssim(np.clip(out, 0, 1) * 255.0,
+                                                                   np.clip(gt, 0, 1) * 255.0, 0, input_order='HWC'))}
     if with_lpips:
         from mpt_metrics.lpips_metric import calculate_lpips
 
@@ -115,7 +121,7 @@ def scores(out: np.ndarray, gt: np.ndarray, with_lpips: bool) -> Dict[str, float
 
 
 def mean_psnr(outs: List[np.ndarray], pairs: list) -> float:
-    return float(np.mean([scores(o, p.gt, False)['psnr'] for o, p in zip(outs, pairs)]))
+    return float(np.mean([psnr(o, p.gt) for o, p in zip(outs, pairs)]))
 
 
 def tune(pairs: list) -> Dict[str, float]:
@@ -218,8 +224,7 @@ def figure(results: dict, path: str, crop: int = 96) -> None:
             view = np.clip(img[sl], 0, 1)
             ax = axes[r, c]
             ax.imshow(view[:, :, 0] if view.shape[2] == 1 else view, cmap='gray', vmin=0, vmax=1)
-            title = name if name == 'sharp' else f'{name}\n{scores(img, pair.gt, False)["psnr"]:.2f} dB'
-            ax.set_title(title if r else title, fontsize=7)
+            ax.set_title(name if name == 'sharp' else f'{name}\n{psnr(img, pair.gt):.2f} dB', fontsize=7)
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r, 0].set_ylabel(f'{kind}\n{cond}', fontsize=7)

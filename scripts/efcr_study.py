@@ -39,7 +39,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, osp.join(ROOT, 'scripts'))
 
 from benchmark import write_markdown  # noqa: E402
-from benchmark_quality import NOISE_LEVELS, make_pairs, network_method, scores  # noqa: E402
+from benchmark_quality import NOISE_LEVELS, make_pairs, network_method, psnr, scores  # noqa: E402
 
 ARMS = {'mpt': 'options/train_MPT_starter_gray.yml', 'efcr_paper': 'options/study_MPT_starter_gray_EFCR.yml',
         'efcr_calibrated': 'options/study_MPT_starter_gray_EFCR.yml'}
@@ -108,17 +108,17 @@ def evaluate(arm: str, seed: int, iters: int, data: str, pairs_per_image: int, c
     net_opt = network_options(opt_file)
     method = network_method(load_network(net_opt, weights), net_opt, inference_normalization(opt_file))
     psf_ranges = load_options(opt_file)['datasets']['train']['psf']
-    psnr, ssim, inp = [], [], []
+    psnrs, ssims, inp = [], [], []
     for i, psf_type in enumerate(psf_ranges):
         spec = {k: v for k, v in psf_ranges[psf_type].items() if k != 'weight'}
         for j, noise in enumerate(NOISE_LEVELS):
             for pair in make_pairs(osp.join(data, 'gray', 'heldout'), 'gray', psf_type, spec, noise,
                                    pairs_per_image, crop, 100 * i + j):
                 s = scores(method(pair), pair.gt, False)
-                psnr.append(s['psnr'])
-                ssim.append(s['ssim'])
-                inp.append(scores(pair.lq, pair.gt, False)['psnr'])
-    return {'psnr': float(np.mean(psnr)), 'ssim': float(np.mean(ssim)), 'input_psnr': float(np.mean(inp))}
+                psnrs.append(s['psnr'])
+                ssims.append(s['ssim'])
+                inp.append(psnr(pair.lq, pair.gt))
+    return {'psnr': float(np.mean(psnrs)), 'ssim': float(np.mean(ssims)), 'input_psnr': float(np.mean(inp))}
 
 
 def table(results: Dict[tuple, dict], arms: Sequence[str], seeds: Sequence[int], beta: float, iters: int) -> str:

@@ -28,6 +28,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(REPO, 'scripts'))  # sibling scripts: make_demo_data, benchmark_quality
 DEFAULT_OPT = osp.join(REPO, 'options', 'finetune_MPT_starter_demo.yml')
 RL_ITERATIONS = (10, 20, 40, 80)
 NAME_RADIUS = re.compile(r'_r(\d+(?:p\d+)?)\.png$')
@@ -46,7 +47,6 @@ def ensure_demo_data(data_root: str) -> None:
     if osp.isdir(osp.join(data_root, 'rgb', 'val', 'gt')) and osp.isdir(osp.join(data_root, 'rgb', 'train', 'gt')):
         print(f'Using existing demo data in {data_root}')
         return
-    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
     from make_demo_data import build_demo_data
 
     counts = build_demo_data(data_root)
@@ -96,7 +96,6 @@ def load_pairs(folder: str) -> list:
 
 def richardson_lucy(lq: np.ndarray, radius: float, iterations: int) -> np.ndarray:
     """Richardson-Lucy with the pair's true disk PSF (``benchmark_quality``'s oracle), back to 8 bit."""
-    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
     from benchmark_quality import richardson_lucy as rl
 
     from mpt_data.defocus import disk_psf

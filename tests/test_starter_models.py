@@ -26,7 +26,7 @@ def starters():
 def test_shipped_files_match_their_record_and_recipe(kind):
     model = starter_model(kind)
     assert os.path.getsize(model.weights) <= 10_000_000
-    with open(model.weights.replace('.pth', '.json')) as fin:
+    with open(model.record) as fin:
         record = json.load(fin)
     assert sha256(model.weights) == record['weights_sha256']
     assert filecmp.cmp(model.options, os.path.join(ROOT, 'options', f'train_MPT_starter_{kind}.yml'), shallow=False)
@@ -38,7 +38,7 @@ def test_shipped_files_match_their_record_and_recipe(kind):
 @pytest.mark.parametrize('kind', KINDS)
 def test_fixed_input_gives_the_recorded_output(kind, starters):
     net, network_opt, _, model = starters.get(kind)
-    with open(model.weights.replace('.pth', '.json')) as fin:
+    with open(model.record) as fin:
         record = json.load(fin)
     channels = network_opt['in_chans']
     x = np.random.default_rng(0).random((1, channels, 16, 16), dtype=np.float32)
