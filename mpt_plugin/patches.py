@@ -13,7 +13,8 @@ BasicSR 1.4.2 function                                  change
 ``BaseModel.save_network`` / ``save_training_state``   atomic write (:mod:`mpt_plugin.atomic`)
 ``train.load_resume_state``                             CPU-safe, latest complete state (:mod:`.resume`)
 ``utils.options.parse_options``                         accepts ``--local-rank``; site-packages root -> cwd;
-                                                        ``num_gpu`` > 0 without CUDA -> 0 (with a warning)
+                                                        ``num_gpu`` > 0 without CUDA -> 0 (with a warning);
+                                                        re-seeds after ``--force_yml`` (see below)
 ``utils.options.ordered_yaml``                          safe loader (:mod:`mpt_plugin.option_file`):
                                                         ``!!python/...`` tags refused, nothing executed
 ``models.sr_model.SRModel.feed_data``                   a batch without ``gt`` drops the previous ``gt``
@@ -29,6 +30,10 @@ BasicSR 1.4.2 function                                  change
 The last one makes validation on unlabeled sets correct for SRModel and its subclasses (EFCRModel): BasicSR
 keeps the last *training* ``gt`` when a validation batch has none, so the first unlabeled image would be
 scored against a stale training patch. No-reference metrics (``calculate_sharpness``) then get ``img`` only.
+
+BasicSR 1.4.2 seeds its generators with ``manual_seed + rank`` *before* it applies ``--force_yml``, so
+``--force_yml manual_seed=N`` changed the recorded seed but not the run. The wrapper seeds again with the final
+``manual_seed`` (a no-op when it did not change: nothing draws random numbers in between).
 
 GPU runs are unchanged: NCCL, one device per rank (``rank % device_count``), ``device_ids=[current]``.
 """
@@ -238,6 +243,7 @@ def _make_parse_options(original):
     def parse_options(root_path: str, is_train: bool = True):
         """BasicSR's ``parse_options`` plus the changes listed in the module docstring."""
         import torch
+        from basicsr.utils import set_random_seed
 
         from mpt_plugin.option_file import UnsafeOptionError
 
@@ -251,6 +257,7 @@ def _make_parse_options(original):
             warnings.warn(f"num_gpu is {opt['num_gpu']} but CUDA is not available: running on the CPU (num_gpu: 0).",
                           RuntimeWarning, stacklevel=2)
             opt['num_gpu'] = 0
+        set_random_seed(opt['manual_seed'] + opt['rank'])  # BasicSR seeded before applying --force_yml
         _patch_caller_resume(caller)
         from mpt_plugin import option_checks
 

@@ -14,8 +14,8 @@ run are reported. Each final network is scored on the held-out gray images of ``
 over every PSF type and noise level of ``scripts/benchmark_quality.py``. ``--markdown PAGE`` writes the table into
 the page's ``<!-- efcr-study:begin -->``/``<!-- efcr-study:end -->`` block.
 
-Known defect: ``--seeds`` passes ``manual_seed`` through BasicSR's ``--force_yml``, which BasicSR 1.4.2 applies
-after it has seeded its generators, so every seed currently trains the same network (found 2026-12-02).
+Seeds go through BasicSR's ``--force_yml manual_seed=N``; the plugin re-seeds after ``--force_yml`` applies
+(BasicSR 1.4.2 alone would seed before it, :mod:`mpt_plugin.patches`).
 
 Example: ``python scripts/efcr_study.py --iters 600 --markdown docs/efcr.md``
 """
