@@ -176,7 +176,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f'({(time.time() - start) / 60:.1f} min)', file=sys.stderr)
     if args.markdown:
         env = {'cpu': platform.processor() or platform.machine(), 'torch': torch.__version__}
-        write_markdown(args.markdown, [report], ['Two runs at a time, one thread each.'], env, argv,
+        write_markdown(args.markdown, [report], [f'{args.parallel} run(s) at a time, one thread each.'], env, argv,
                        'scripts/efcr_study.py', MARKS)
     return 0
 

@@ -35,7 +35,7 @@ MODULE_TESTS: Dict[str, Tuple[str, ...]] = {
                                     'tests/test_arch_strips.py'),
     'mpt_arch/cswa.py': ('tests/test_arch_cswa.py', 'tests/test_arch_cswa_seam.py'),
     'mpt_arch/isca.py': ('tests/test_arch_blocks.py',),
-    'mpt_arch/fefn.py': ('tests/test_arch_blocks.py',),
+    'mpt_arch/fefn.py': ('tests/test_arch_blocks.py', 'tests/test_ablation_arch.py'),
     'mpt_arch/pyramid_block.py': ('tests/test_arch_blocks.py', 'tests/test_arch_mpt.py'),
     'mpt_arch/mpt_arch.py': ('tests/test_arch_mpt.py',),
     'mpt_losses/haar.py': ('tests/test_haar.py', 'tests/test_efcr_loss.py', 'tests/test_efcr_gradients.py'),
@@ -45,7 +45,7 @@ MODULE_TESTS: Dict[str, Tuple[str, ...]] = {
     'mpt_data/bbbc006_dataset.py': ('tests/test_data_bbbc006.py',),
     'mpt_data/paired_defocus_dataset.py': ('tests/test_data_paired.py', 'tests/test_data_layouts.py'),
     'mpt_data/normalization.py': ('tests/test_deblur_contract.py', 'tests/test_data_bbbc006.py'),
-    'mpt_plugin/checkpoint.py': ('tests/test_deblur_contract.py', 'tests/test_authors_compat.py'),
+    'mpt_plugin/checkpoint.py': ('tests/test_checkpoint_loading.py', 'tests/test_deblur_contract.py'),
     'mpt_plugin/resume.py': ('tests/test_resume_atomic.py', 'tests/test_resume_sigkill.py'),
 }
 EQUIVALENTS_FILE = osp.join(ROOT, 'tests', 'mutation_equivalents.txt')
@@ -91,19 +91,42 @@ def mutmut_config(module: str, tests: Sequence[str]) -> str:
             'process_isolation = "forkserver"\n')
 
 
+def scratch_dir(module: str, workdir: str) -> str:
+    return osp.join(workdir, module.replace('/', '__').replace('.py', ''))
+
+
+def mutmut_env(module: str, dest: str) -> Dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONPATH=dest)
+    if module.startswith('mpt_plugin/'):
+        # the auto-load hook imports mpt_plugin at start-up, before mutmut can put its mutated copy first
+        env['MPT_BASICSR_PLUGIN'] = '0'
+    return env
+
+
 def run_module(module: str, workdir: str, children: int) -> dict:
     """Generate and run the mutants of one module in its own scratch copy; returns statuses and diffs."""
-    tests = MODULE_TESTS[module]
-    dest = osp.join(workdir, module.replace('/', '__').replace('.py', ''))
+    dest = scratch_dir(module, workdir)
     shutil.rmtree(dest, ignore_errors=True)
     copy_tree(dest)
     with open(osp.join(dest, 'pyproject.toml'), 'w') as fout:
-        fout.write(mutmut_config(module, tests))
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONPATH=dest)
+        fout.write(mutmut_config(module, MODULE_TESTS[module]))
     start = time.time()
     with open(osp.join(dest, 'mutmut_run.log'), 'w') as log:
         code = subprocess.run([sys.executable, '-m', 'mutmut', 'run', '--max-children', str(children)], cwd=dest,
-                              env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+                              env=mutmut_env(module, dest), stdout=log, stderr=subprocess.STDOUT).returncode
+    with open(osp.join(dest, 'mutmut_minutes.txt'), 'w') as fout:
+        fout.write(f'{(time.time() - start) / 60:.2f} {code}\n')
+    return collect_module(module, workdir)
+
+
+def collect_module(module: str, workdir: str) -> dict:
+    """Statuses and survivor diffs of a module's finished scratch copy (``mutmut results``/``show``)."""
+    dest = scratch_dir(module, workdir)
+    if not osp.isfile(osp.join(dest, 'mutmut_minutes.txt')):
+        raise SystemExit(f'{module}: no finished run in {dest}; run it without --report-only first.')
+    with open(osp.join(dest, 'mutmut_minutes.txt')) as fin:
+        minutes, code = fin.read().split()
+    env = mutmut_env(module, dest)
     listing = subprocess.run([sys.executable, '-m', 'mutmut', 'results', '--all', 'true'], cwd=dest, env=env,
                              capture_output=True, text=True).stdout
     statuses = {m.group(1): m.group(2).strip() for m in map(STATUS_RE.match, listing.splitlines()) if m}
@@ -112,8 +135,8 @@ def run_module(module: str, workdir: str, children: int) -> dict:
         if status != 'killed':
             diffs[name] = subprocess.run([sys.executable, '-m', 'mutmut', 'show', name], cwd=dest, env=env,
                                          capture_output=True, text=True).stdout
-    return {'module': module, 'tests': tests, 'statuses': statuses, 'diffs': diffs, 'exit': code,
-            'minutes': (time.time() - start) / 60}
+    return {'module': module, 'tests': MODULE_TESTS[module], 'statuses': statuses, 'diffs': diffs,
+            'exit': int(code), 'minutes': float(minutes)}
 
 
 def mutated_line(diff: str) -> str:
@@ -182,6 +205,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--children', type=int, default=1, help='mutmut workers per module')
     parser.add_argument('--workdir', default=osp.join(ROOT, 'mutation', 'work'), help='scratch copies go here')
     parser.add_argument('--report', default=osp.join(ROOT, 'mutation', 'report.md'))
+    parser.add_argument('--report-only', action='store_true',
+                        help='write the report from the scratch copies of earlier runs, running nothing')
     args = parser.parse_args(argv)
     if shutil.which('git') is None:
         raise SystemExit('mutation_test.py needs git (to copy the working tree).')
@@ -191,8 +216,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raise SystemExit("mutmut is missing: pip install -e '.[mutation]'") from None
     equivalents = read_equivalents()
     os.makedirs(args.workdir, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        results = list(pool.map(lambda m: run_module(m, args.workdir, args.children), args.modules))
+    if args.report_only:
+        results = [collect_module(m, args.workdir) for m in args.modules]
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            results = list(pool.map(lambda m: run_module(m, args.workdir, args.children), args.modules))
     text = report(results, equivalents)
     os.makedirs(osp.dirname(osp.abspath(args.report)), exist_ok=True)
     with open(args.report, 'w', encoding='utf-8') as fout:
