@@ -19,11 +19,20 @@ def _module(scale, shifted, dim=8, heads=2):
     return mod
 
 
+def _wrapped(length: int, shift: int) -> torch.Tensor:
+    """Whether each position of an axis rolled left by ``shift`` came from the start (wrapped around the seam)."""
+    return torch.arange(length) + shift >= length
+
+
 def _naive_cswa(mod, x):
-    """Window-by-window reference for the unshifted case: query window (i, j) attends to the key window
-    (i // r, j // r) of the down-scaled map (ceil-mode pooling). At a border, windows are clipped to the map: the
-    queries and keys that exist, with their entries of the M^2 x M^2 relative position bias."""
-    r, heads = mod.ratio, mod.heads
+    """Window-by-window reference with explicit zero padding and rolls (Sec. 3.1, Swin-style shifted windows).
+
+    Both maps are zero-padded to whole regions / windows, rolled left and up by R/2 and M/2 when shifted, and cut
+    into regions: query window (i, j) attends to key window (i // r, j // r) of the down-scaled map (ceil-mode
+    pooling) with the M^2 x M^2 relative position bias. A query may not attend to a key that is padding, nor to one
+    on the other side of the seam: one of them wrapped around along an axis and the other did not. The output is
+    rolled back and cropped."""
+    r, heads, m = mod.ratio, mod.heads, M
     b, h, w, c = x.shape
     d = c // heads
     q = mod._dwconv(mod.q(x), mod.q_dw)
@@ -31,39 +40,57 @@ def _naive_cswa(mod, x):
     if r > 1:
         y = y + mod.down_proj(y)
     k, v = mod._dwconv(mod.kv(y), mod.kv_dw).split(c, -1)
+    hk, wk = y.shape[1:3]
+    hkp, wkp = -(-hk // m) * m, -(-wk // m) * m
+    hp, wp = hkp * r, wkp * r
+    sk = m // 2 if mod.shifted else 0
+    sq = sk * r
+    pad = torch.nn.functional.pad
+    q = pad(q, (0, 0, 0, wp - w, 0, hp - h)).roll((-sq, -sq), (1, 2))
+    k = pad(k, (0, 0, 0, wkp - wk, 0, hkp - hk)).roll((-sk, -sk), (1, 2))
+    v = pad(v, (0, 0, 0, wkp - wk, 0, hkp - hk)).roll((-sk, -sk), (1, 2))
+    key_real = pad(torch.ones(hk, wk, dtype=torch.bool), (0, wkp - wk, 0, hkp - hk)).roll((-sk, -sk), (0, 1))
+    wq_y, wq_x, wk_y, wk_x = _wrapped(hp, sq), _wrapped(wp, sq), _wrapped(hkp, sk), _wrapped(wkp, sk)
     temp = mod.logit_scale.clamp(max=torch.log(torch.tensor(100.0))).exp()
-    bias = mod._bias().view(heads, M, M, M, M)
+    bias = mod._bias()  # heads, M^2, M^2
     out = torch.zeros_like(q)
-    for i in range(-(-h // M)):
-        for j in range(-(-w // M)):
-            qi, qj = i // r, j // r
-            qw = q[:, i * M:(i + 1) * M, j * M:(j + 1) * M]
-            kw = k[:, qi * M:(qi + 1) * M, qj * M:(qj + 1) * M]
-            vw = v[:, qi * M:(qi + 1) * M, qj * M:(qj + 1) * M]
-            (qh, qw_), (kh, kw_) = qw.shape[1:3], kw.shape[1:3]
-            bw = bias[:, :qh, :qw_, :kh, :kw_].reshape(heads, qh * qw_, kh * kw_)
-            qt = torch.nn.functional.normalize(qw.reshape(b, -1, heads, d).transpose(1, 2), dim=-1)
-            kt = torch.nn.functional.normalize(kw.reshape(b, -1, heads, d).transpose(1, 2), dim=-1)
-            vt = vw.reshape(b, -1, heads, d).transpose(1, 2)
-            att = (qt * temp.view(1, heads, 1, 1) @ kt.transpose(-2, -1) + bw).softmax(-1)
-            out[:, i * M:(i + 1) * M, j * M:(j + 1) * M] = (att @ vt).transpose(1, 2).reshape(b, qh, qw_, c)
-    return mod.proj(out)
+    for i in range(hp // m):
+        for j in range(wp // m):
+            ys, xs = slice(i * m, (i + 1) * m), slice(j * m, (j + 1) * m)
+            kys, kxs = slice(i // r * m, (i // r + 1) * m), slice(j // r * m, (j // r + 1) * m)
+            allowed = (key_real[kys, kxs][None, None]
+                       & (wq_y[ys][:, None, None, None] == wk_y[kys][None, None, :, None])
+                       & (wq_x[xs][None, :, None, None] == wk_x[kxs][None, None, None, :])).reshape(m * m, m * m)
+            qt = torch.nn.functional.normalize(q[:, ys, xs].reshape(b, -1, heads, d).transpose(1, 2), dim=-1)
+            kt = torch.nn.functional.normalize(k[:, kys, kxs].reshape(b, -1, heads, d).transpose(1, 2), dim=-1)
+            vt = v[:, kys, kxs].reshape(b, -1, heads, d).transpose(1, 2)
+            logits = qt * temp.view(1, heads, 1, 1) @ kt.transpose(-2, -1) + bias
+            att = logits.masked_fill(~allowed, -1.0e9).softmax(-1)
+            out[:, ys, xs] = (att @ vt).transpose(1, 2).reshape(b, m, m, c)
+    return mod.proj(out.roll((sq, sq), (1, 2))[:, :h, :w])
 
 
 @pytest.mark.parametrize('scale', [1, 0.5, 0.25])
+@pytest.mark.parametrize('shifted', [False, True])
 @pytest.mark.parametrize('size', [(32, 48), (37, 45), (21, 30)])
-def test_one_to_many_pairing_matches_window_loop(scale, size):
-    """Inference and training paths against the window loop, on whole regions and on sizes that need padding;
-    training gradients (input and every parameter, the bias table included) too."""
-    mod = _module(scale, False)
+def test_one_to_many_pairing_matches_window_loop(monkeypatch, scale, shifted, size):
+    """Inference (whole map, and one region group at a time) and training paths against the window loop, unshifted
+    and shifted, on whole regions and on sizes that need padding; training gradients (input, residual and every
+    parameter, the bias table included) too."""
+    mod = _module(scale, shifted)
     x = torch.randn(2, *size, 8, requires_grad=True)
-    ref = _naive_cswa(mod, x)
+    res = torch.randn(2, *size, 8, requires_grad=True)
+    ref = _naive_cswa(mod, x) + res
     with torch.no_grad():
-        torch.testing.assert_close(mod(x), ref, rtol=1e-4, atol=1e-5)
-    out = mod(x)
+        torch.testing.assert_close(mod(x, residual=res), ref, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(mod(x), ref - res, rtol=1e-4, atol=1e-5)
+        monkeypatch.setattr(row_strips, 'STRIP_BYTES', 1)
+        torch.testing.assert_close(mod(x, residual=res), ref, rtol=1e-4, atol=1e-5)
+        monkeypatch.undo()
+    out = mod(x, residual=res)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
     g = torch.randn_like(out)
-    inputs = [x, *mod.parameters()]
+    inputs = [x, res, *mod.parameters()]
     for got, want in zip(torch.autograd.grad(out, inputs, g), torch.autograd.grad(ref, inputs, g)):
         torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
 
