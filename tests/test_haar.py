@@ -18,7 +18,9 @@ def _pywt_bands(x: np.ndarray):
     return np.stack(lows), np.stack(highs)
 
 
-@pytest.mark.parametrize('shape', [(2, 3, 8, 12), (3, 1, 7, 9), (1, 4, 10, 5), (2, 2, 1, 6), (1, 1, 3, 3)])
+# odd sizes that are multiples of 3 on one axis only, and one-pixel-wide images, catch a wrong parity test
+@pytest.mark.parametrize('shape', [(2, 3, 8, 12), (3, 1, 7, 9), (1, 4, 10, 5), (2, 2, 1, 6), (1, 1, 3, 3),
+                                   (1, 2, 9, 4), (1, 1, 4, 9), (1, 1, 6, 1)])
 def test_haar_matches_pywt(shape):
     x = torch.rand(*shape, dtype=torch.float64) * 2 - 0.5
     low, high = haar_dwt(x)
@@ -49,3 +51,16 @@ def test_haar_is_differentiable():
 def test_haar_rejects_bad_shapes(bad):
     with pytest.raises(ValueError, match='N x C x H x W'):
         haar_dwt(bad)
+
+
+@pytest.mark.parametrize('shape', [(1, 1, 0, 4), (1, 1, 4, 0)])
+def test_haar_rejects_empty_images(shape):
+    with pytest.raises(ValueError) as err:
+        haar_dwt(torch.rand(*shape))
+    assert str(err.value) == f'haar_dwt needs a non-empty image, got shape {shape}'
+
+
+def test_haar_rejects_non_tensors():
+    with pytest.raises(TypeError) as err:
+        haar_dwt([[1.0]])
+    assert str(err.value) == 'haar_dwt expects a torch.Tensor, got list'
