@@ -38,6 +38,64 @@ def test_default_sigma_blurs_and_keeps_mean_and_grad():
     assert torch.isfinite(x.grad).all()
 
 
+def test_defaults_are_the_papers_sizes_and_the_authors_sigma():
+    """Defaults: sizes {3, 5, 7} drawn uniformly (Sec. 3.2), sigma 10 (authors' code), against OpenCV."""
+    x = torch.rand(48, 1, 9, 10, dtype=torch.float64)
+    out = random_gaussian_reblur(x, generator=torch.Generator().manual_seed(0))
+    _, sizes = random_gaussian_reblur(x, generator=torch.Generator().manual_seed(0), return_sizes=True)
+    assert isinstance(out, torch.Tensor) and sorted(set(sizes.tolist())) == [3, 5, 7]
+    for i, k in enumerate(sizes.tolist()):
+        ref = cv2.GaussianBlur(x[i, 0].numpy(), (k, k), 10.0, borderType=cv2.BORDER_REFLECT_101)
+        np.testing.assert_allclose(out[i, 0].numpy(), ref, atol=1e-10)
+
+
+@pytest.mark.parametrize('size, sigma', [(1, 1.0), (3, 0.5), (5, 2.0), (7, 10.0)])
+def test_gaussian_kernel_is_the_normalised_sampled_gaussian(size, sigma):
+    from mpt_losses.reblur import gaussian_kernel2d
+
+    t = np.arange(size) - (size - 1) / 2
+    ref = np.exp(-(t[:, None] ** 2 + t[None, :] ** 2) / (2 * sigma ** 2))
+    kernel = gaussian_kernel2d(size, sigma, dtype=torch.float64)
+    assert kernel.dtype == torch.float64 and gaussian_kernel2d(size, sigma).dtype == torch.float32
+    np.testing.assert_allclose(kernel.numpy(), ref / ref.sum(), rtol=1e-12)
+
+
+@pytest.mark.parametrize('size, sigma, message', [
+    (0, 1.0, 'Gaussian kernel size must be a positive odd integer, got 0'),
+    (4, 1.0, 'Gaussian kernel size must be a positive odd integer, got 4'),
+    (3, 0.0, 'Gaussian sigma must be > 0, got 0.0'), (3, float('nan'), 'Gaussian sigma must be > 0, got nan')])
+def test_gaussian_kernel_bad_arguments(size, sigma, message):
+    from mpt_losses.reblur import gaussian_kernel2d
+
+    with pytest.raises(ValueError) as err:
+        gaussian_kernel2d(size, sigma)
+    assert str(err.value) == message
+
+
+PAD_3 = 'Reflect padding of 3 needs images larger than 3 x 3; got '
+
+
+@pytest.mark.parametrize('x, kwargs, message', [
+    (torch.rand(1, 8, 8), {}, 'random_gaussian_reblur expects an N x C x H x W tensor, got shape (1, 8, 8)'),
+    (torch.rand(1, 1, 8, 8), {'kernel_sizes': ()}, 'kernel_sizes must not be empty'),
+    (torch.rand(1, 1, 8, 8), {'kernel_sizes': (3, 4)}, 'kernel_sizes must be positive odd integers, got [3, 4]'),
+    (torch.rand(1, 1, 8, 8), {'kernel_sizes': (-1,)}, 'kernel_sizes must be positive odd integers, got [-1]'),
+    (torch.rand(1, 1, 3, 8), {'kernel_sizes': (7,)}, PAD_3 + '3 x 8'),
+    (torch.rand(1, 1, 8, 3), {'kernel_sizes': (3, 7)}, PAD_3 + '8 x 3'),
+])
+def test_bad_arguments_messages(x, kwargs, message):
+    with pytest.raises(ValueError) as err:
+        random_gaussian_reblur(x, **kwargs)
+    assert str(err.value) == message
+
+
+def test_smallest_image_the_padding_allows():
+    x = torch.rand(2, 1, 4, 4, dtype=torch.float64)
+    out = random_gaussian_reblur(x, kernel_sizes=(7,), sigma=1.0)
+    ref = cv2.GaussianBlur(x[0, 0].numpy(), (7, 7), 1.0, borderType=cv2.BORDER_REFLECT_101)
+    np.testing.assert_allclose(out[0, 0].numpy(), ref, atol=1e-10)
+
+
 @pytest.mark.parametrize('kwargs, match', [({'kernel_sizes': (4,)}, 'odd'), ({'kernel_sizes': ()}, 'empty'),
                                             ({'sigma': 0}, 'sigma')])
 def test_bad_arguments(kwargs, match):
