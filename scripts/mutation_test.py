@@ -124,6 +124,32 @@ def run_module(module: str, workdir: str, children: int) -> dict:
     return collect_module(module, workdir)
 
 
+def rerun_module(module: str, workdir: str, children: int) -> dict:
+    """Re-test the mutants of an earlier run that were not killed, against the working tree's current tests.
+
+    The tests folder is refreshed in the scratch copy (mutmut collects the new tests' coverage); the mutated
+    module itself must be unchanged since that run (otherwise run the module afresh).
+    """
+    dest = scratch_dir(module, workdir)
+    before = collect_module(module, workdir)
+    with open(osp.join(ROOT, module), 'rb') as now, open(osp.join(dest, module), 'rb') as then:
+        if now.read() != then.read():
+            raise SystemExit(f'{module} changed since its run in {dest}; run it afresh (without --rerun).')
+    for target in (dest, osp.join(dest, 'mutants')):
+        shutil.rmtree(osp.join(target, 'tests'), ignore_errors=True)
+        shutil.copytree(osp.join(ROOT, 'tests'), osp.join(target, 'tests'),
+                        ignore=shutil.ignore_patterns('__pycache__'))
+    names = [name for name, status in before['statuses'].items() if status != 'killed']
+    start = time.time()
+    if names:
+        with open(osp.join(dest, 'mutmut_rerun.log'), 'w') as log:
+            subprocess.run([sys.executable, '-m', 'mutmut', 'run', '--max-children', str(children), *names],
+                           cwd=dest, env=mutmut_env(module, dest), stdout=log, stderr=subprocess.STDOUT)
+    with open(osp.join(dest, 'mutmut_minutes.txt'), 'w') as fout:
+        fout.write(f'{before["minutes"] + (time.time() - start) / 60:.2f} {before["exit"]}\n')
+    return collect_module(module, workdir)
+
+
 def collect_module(module: str, workdir: str) -> dict:
     """Statuses and survivor diffs of a module's finished scratch copy (``mutmut results``/``show``)."""
     dest = scratch_dir(module, workdir)
@@ -210,6 +236,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--children', type=int, default=1, help='mutmut workers per module')
     parser.add_argument('--workdir', default=osp.join(ROOT, 'mutation', 'work'), help='scratch copies go here')
     parser.add_argument('--report', default=osp.join(ROOT, 'mutation', 'report.md'))
+    parser.add_argument('--rerun', action='store_true',
+                        help="re-test an earlier run's surviving mutants against the current tests")
     parser.add_argument('--report-only', action='store_true',
                         help='write the report from the scratch copies of earlier runs, running nothing')
     args = parser.parse_args(argv)
@@ -224,8 +252,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.report_only:
         results = [collect_module(m, args.workdir) for m in args.modules]
     else:
+        run = rerun_module if args.rerun else run_module
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            results = list(pool.map(lambda m: run_module(m, args.workdir, args.children), args.modules))
+            results = list(pool.map(lambda m: run(m, args.workdir, args.children), args.modules))
     text = report(results, equivalents)
     os.makedirs(osp.dirname(osp.abspath(args.report)), exist_ok=True)
     with open(args.report, 'w', encoding='utf-8') as fout:

@@ -145,9 +145,12 @@ def test_shape_and_argument_errors():
     assert _error(ValueError, loss, out, gt, lq, reblur_out=b_out[..., :6], reblur_in=b_in) == (
         f'EFCRLoss: reblur_out has shape {tuple(b_out[..., :6].shape)} but reblur_in has {tuple(b_in.shape)}; '
         'they must match')
-    assert _error(ValueError, loss, out, gt, lq, reblur_out=b_out[:2], reblur_in=b_in[:2],
-                  reblur_source=lq[:2]) == (
-        f'EFCRLoss: the extended samples have batch size 2 but output has {shape[0]}; Eq. 7 pairs them per sample')
+    assert _error(ValueError, loss, out, gt, lq, reblur_out=b_out, reblur_in=b_in, reblur_source=b_in[..., :6]) == (
+        f'EFCRLoss: reblur_source has shape {tuple(b_in[..., :6].shape)} but reblur_in has {tuple(b_in.shape)}; '
+        'they must match')
+    assert _error(ValueError, loss, out, gt, lq, reblur_out=b_out[:1], reblur_in=b_in[:1],
+                  reblur_source=lq[:1]) == (  # batch 1 (channels 2), output batch 3 (channels 2)
+        'EFCRLoss: the extended samples have batch size 1 but output has 3; Eq. 7 pairs them per sample')
     assert _error(ValueError, loss, out, gt, lq, reblur_out=b_out) == (
         'EFCRLoss: reblur_out needs reblur_in (the re-blurred input it was computed from)')
     for extra in ({'reblur_in': b_in}, {'reblur_source': lq}):
