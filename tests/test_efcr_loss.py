@@ -173,3 +173,17 @@ def test_shape_and_argument_errors():
 def test_registered_in_basicsr():
     loss = build_loss({'type': 'EFCRLoss', 'loss_weight': 3e-5, 'positive_bands': 'high'})
     assert isinstance(loss, EFCRLoss) and loss.loss_weight == 3e-5 and loss.positive_bands == 'high'
+
+
+def test_defaults_are_the_papers():
+    loss = EFCRLoss()
+    assert (loss.loss_weight, loss.positive_bands, loss.eps, loss.last_terms) == (1e-5, 'all', 1e-6, {})
+
+
+def test_extended_term_vanishes_when_the_normaliser_equals_eps():
+    """Eq. 6's normaliser at exactly eps counts as degenerate (docstring: "at or below it")."""
+    reblur_in = torch.zeros(1, 1, 2, 2, dtype=torch.float64)
+    source = torch.tensor([[[[0.5, 0.0], [0.0, 0.0]]]], dtype=torch.float64)  # every high band 0.25
+    out = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]], dtype=torch.float64)
+    assert EFCRLoss(eps=0.25).extended(out, reblur_in, source).item() == 0.0
+    assert EFCRLoss(eps=0.125).extended(out, reblur_in, source).item() == pytest.approx(2.0)  # 0.5 / 0.25
