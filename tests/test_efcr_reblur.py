@@ -16,7 +16,7 @@ def test_each_sample_matches_opencv_gaussian_with_reflect_border():
     for i, k in enumerate(sizes.tolist()):
         for c in range(2):
             ref = cv2.GaussianBlur(x[i, c].numpy(), (k, k), 1.5, borderType=cv2.BORDER_REFLECT_101)
-            np.testing.assert_allclose(out[i, c].numpy(), ref, atol=1e-10)
+            np.testing.assert_allclose(out[i, c].numpy(), ref, rtol=0, atol=1e-12)
 
 
 def test_generator_reproducible_and_all_sizes_drawn():
@@ -46,7 +46,7 @@ def test_defaults_are_the_papers_sizes_and_the_authors_sigma():
     assert isinstance(out, torch.Tensor) and sorted(set(sizes.tolist())) == [3, 5, 7]
     for i, k in enumerate(sizes.tolist()):
         ref = cv2.GaussianBlur(x[i, 0].numpy(), (k, k), 10.0, borderType=cv2.BORDER_REFLECT_101)
-        np.testing.assert_allclose(out[i, 0].numpy(), ref, atol=1e-10)
+        np.testing.assert_allclose(out[i, 0].numpy(), ref, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize('size, sigma', [(1, 1.0), (3, 0.5), (5, 2.0), (7, 10.0)])
@@ -93,7 +93,7 @@ def test_smallest_image_the_padding_allows():
     x = torch.rand(2, 1, 4, 4, dtype=torch.float64)
     out = random_gaussian_reblur(x, kernel_sizes=(7,), sigma=1.0)
     ref = cv2.GaussianBlur(x[0, 0].numpy(), (7, 7), 1.0, borderType=cv2.BORDER_REFLECT_101)
-    np.testing.assert_allclose(out[0, 0].numpy(), ref, atol=1e-10)
+    np.testing.assert_allclose(out[0, 0].numpy(), ref, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize('kwargs, match', [({'kernel_sizes': (4,)}, 'odd'), ({'kernel_sizes': ()}, 'empty'),
@@ -106,3 +106,17 @@ def test_bad_arguments(kwargs, match):
 def test_too_small_image_is_rejected():
     with pytest.raises(ValueError, match='larger than 3'):
         random_gaussian_reblur(torch.rand(1, 1, 3, 8), kernel_sizes=(7,))
+
+
+def test_kernel_size_one_is_the_identity():
+    x = torch.rand(3, 2, 6, 7)
+    assert torch.equal(random_gaussian_reblur(x, kernel_sizes=(1,)), x)
+
+
+def test_kernels_are_built_on_the_inputs_device():
+    """On the meta device nothing is computed, but a kernel on another device fails loudly."""
+    from mpt_losses.reblur import gaussian_kernel2d
+
+    assert gaussian_kernel2d(3, 1.0, device='meta').device.type == 'meta'
+    out = random_gaussian_reblur(torch.empty(2, 3, 8, 8, device='meta'))
+    assert out.device.type == 'meta' and out.shape == (2, 3, 8, 8)
