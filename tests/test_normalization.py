@@ -29,6 +29,13 @@ def test_intensity_map_forward_and_clip():
     assert IntensityMap(10.0, 20.0).clip is False
 
 
+def test_intensity_map_inverse_computes_in_float32():
+    out = np.random.default_rng(0).random(2000).astype(np.float32)
+    imap = IntensityMap(0.1, 3.7)
+    expected = out * np.float32(3.7) + np.float32(0.1)  # float32 arithmetic throughout
+    np.testing.assert_array_equal(imap.inverse(out, np.float32), expected)
+
+
 def test_intensity_map_inverse_rounds_and_clips_integers_only():
     imap = IntensityMap(10.0, 20.0)
     out = np.array([-1.0, 0.0, 0.26, 0.5, 13.0], np.float32)  # raw: -10, 10, 15.2, 20, 270
@@ -96,8 +103,10 @@ def test_check_dtype():
     for bad in (np.nan, np.inf, -np.inf):
         assert _error(check_dtype, np.array([0.0, bad], np.float32), 'b.tif') == (
             "Image 'b.tif' contains NaN or infinite values.")
-    with pytest.raises(NormalizationError, match='int32'):
-        Normalization('dtype').map_for(np.zeros(2, np.int32), 'a.tif')
+    int32 = "has dtype int32; supported: uint8, uint16, float32."
+    assert _error(Normalization('dtype').map_for, np.zeros(2, np.int32), 'a.tif') == f"Image 'a.tif' {int32}"
+    assert _error(Normalization('dtype').pair_maps, np.zeros(2, np.uint8), 'lq.tif', np.zeros(2, np.int32),
+                  'gt.tif') == f"Image 'gt.tif' {int32}"
 
 
 def test_from_options_defaults_and_values():
@@ -134,6 +143,10 @@ def test_from_train_options():
     opt = {'datasets': {'train': {'type': 'BBBC006Dataset'}, 'val': {'type': 'BBBC006Dataset'}, 'note': 'x'}}
     assert from_train_options(opt) == Normalization('input_percentile')
     assert from_train_options({'datasets': {'t': {'type': 'SyntheticDefocusDataset'}}}).mode == 'dtype'
+    assert from_train_options({'datasets': {'t': {'type': 'SomeOther'}}}) == Normalization('dtype')
+    assert from_train_options({'datasets': {'t': {}}}) == Normalization('dtype')
+    fixed = {'type': 'BBBC006Dataset', 'normalize': 'fixed', 'norm_max': 9}
+    assert from_train_options({'datasets': {'note': 'x', 'train': fixed}}) == Normalization('fixed', norm_max=9.0)
     assert from_train_options({'datasets': {'t': {'type': 'SomeOther', 'normalize': 'fixed', 'norm_max': 9}}}) == \
         Normalization('fixed', norm_max=9.0)
     mixed = {'datasets': {'train': {'type': 'BBBC006Dataset'}, 'val': {'type': 'PairedDefocusDataset'}}}
