@@ -129,7 +129,8 @@ def run_module(module: str, workdir: str, children: int) -> dict:
 def rerun_module(module: str, workdir: str, children: int) -> dict:
     """Re-test the mutants of an earlier run that were not killed, against the working tree's current tests.
 
-    The tests folder is refreshed in the scratch copy (mutmut collects the new tests' coverage); the mutated
+    The tests folder is refreshed in the scratch copy and mutmut collects again which tests execute which
+    function (an edited test may reach functions it did not reach before); the mutated
     module itself must be unchanged since that run (otherwise run the module afresh).
     """
     dest = scratch_dir(module, workdir)
@@ -142,6 +143,9 @@ def rerun_module(module: str, workdir: str, children: int) -> dict:
         shutil.copytree(osp.join(ROOT, 'tests'), osp.join(target, 'tests'),
                         ignore=shutil.ignore_patterns('__pycache__'))
     names = [name for name, status in before['statuses'].items() if status != 'killed']
+    stats = osp.join(dest, 'mutants', 'mutmut-stats.json')
+    if osp.isfile(stats):  # which tests run which function: edited tests may reach new functions
+        os.remove(stats)
     start = time.time()
     if names:
         with open(osp.join(dest, 'mutmut_rerun.log'), 'w') as log:

@@ -116,6 +116,7 @@ def test_from_options_defaults_and_values():
     assert got == Normalization('fixed', (1.0, 99.0), 4095.0)
     assert isinstance(got.norm_max, float) and all(isinstance(p, float) for p in got.percentiles)
     assert from_options({'norm_percentiles': (0, 100)}).percentiles == (0.0, 100.0)
+    assert from_options({'normalize': 'fixed', 'norm_max': 0.5}).norm_max == 0.5  # float data below 1
     assert from_options({'normalize': 'percentile'}).mode == 'percentile'
 
 
