@@ -3,6 +3,7 @@
 Expected messages and selections are written out by hand from the documented contract (module docstring).
 """
 
+import logging
 import pickle
 
 import pytest
@@ -163,15 +164,27 @@ class _Model:
 
     def _print_different_keys_loading(self, net, state, strict):
         self.compared = (sorted(state), strict)
+        self.compared_net = net
 
 
-def test_load_network_loads_named_key_strictly(tmp_path):
+def test_load_network_loads_named_key_strictly(tmp_path, caplog):
     src = torch.nn.Linear(2, 2)
     torch.save({'params': {'module.' + k: v for k, v in src.state_dict().items()},
                 'params_ema': {k: v + 1 for k, v in src.state_dict().items()}}, tmp_path / 'net.pth')
     model, dst = _Model(), torch.nn.Linear(2, 2)
-    model.load_network(torch.nn.DataParallel(dst), str(tmp_path / 'net.pth'), True, 'params')
+    logger = logging.getLogger('basicsr')
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger='basicsr')
+    try:
+        model.load_network(torch.nn.DataParallel(dst), str(tmp_path / 'net.pth'), True, 'params')
+    finally:
+        logger.removeHandler(caplog.handler)
     assert torch.equal(dst.weight, src.weight) and model.compared == (['bias', 'weight'], True)
+    assert model.compared_net is dst  # the bare network, not the DataParallel wrapper
+    assert f"Loading Linear model from {tmp_path / 'net.pth'}, with param key: [params]." in caplog.text
+    path = str(tmp_path / 'net.pth')
+    assert _raises(model.load_network, dst, path, param_key='other').startswith(
+        f"Checkpoint {path!r} has no 'other' entry")
     model.load_network(dst, str(tmp_path / 'net.pth'), param_key='params_ema')
     assert torch.equal(dst.weight, src.weight + 1)
     with pytest.raises(RuntimeError, match='Missing key'):  # strict by default
@@ -185,6 +198,7 @@ def test_load_network_refuses_nan_weights(tmp_path):
     torch.save({'params': {'weight': torch.full((2, 2), float('nan')), 'bias': torch.zeros(2)}}, tmp_path / 'n.pth')
     dst = torch.nn.Linear(2, 2)
     before = dst.weight.detach().clone()
-    assert 'NaN or infinite values in 1 tensor(s): weight' in _raises(_Model().load_network, dst,
-                                                                      str(tmp_path / 'n.pth'))
+    path = str(tmp_path / 'n.pth')
+    assert _raises(_Model().load_network, dst, path).startswith(
+        f'Checkpoint {path!r} has NaN or infinite values in 1 tensor(s): weight;')
     assert torch.equal(dst.weight, before)
