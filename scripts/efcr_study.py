@@ -5,8 +5,8 @@ Trains the grayscale starter recipe, shortened to ``--iters`` iterations, in thr
 * ``mpt``: L1 only (``options/train_MPT_starter_gray.yml``);
 * ``efcr_paper``: L1 + EFCR (basic mode, Eq. 7) at the paper's beta = 1e-5
   (``options/study_MPT_starter_gray_EFCR.yml``);
-* ``efcr_calibrated``: the same at ``--beta`` (default 0.3: at initialisation EFCR's gradient is then a few tenths
-  of L1's; measured with ``log_grad_norm_freq``).
+* ``efcr_calibrated``: the same at each of ``--betas`` (default 0.3: EFCR's gradient is then a few tenths of L1's;
+  measured with ``log_grad_norm_freq``); one arm ``efcr_b<beta>`` per weight.
 
 Each run is BasicSR's ``train_pipeline`` (``scripts/train.py``), two at a time with one thread each. The EFCR runs
 log ``grad_pix`` and ``grad_efcr`` (L2 norms of each term's gradient w.r.t. the weights); their medians over the
@@ -30,7 +30,7 @@ import re
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -43,25 +43,50 @@ from benchmark_quality import NOISE_LEVELS, make_pairs, network_method, psnr, sc
 
 ARMS = {'mpt': 'options/train_MPT_starter_gray.yml', 'efcr_paper': 'options/study_MPT_starter_gray_EFCR.yml',
         'efcr_calibrated': 'options/study_MPT_starter_gray_EFCR.yml'}
+PAPER_BETA = 1e-5
 MARKS = ('<!-- efcr-study:begin -->', '<!-- efcr-study:end -->')
 GRAD_RE = re.compile(r'grad_pix: ([0-9.e+-]+) grad_efcr: ([0-9.e+-]+)')
 
 
-def run_name(arm: str, seed: int, iters: int) -> str:
-    return f'efcr_study_{arm}_s{seed}_i{iters}'
+class Arm(NamedTuple):
+    """One arm of the study: its label, option family (a key of ARMS) and EFCR weight (None: no EFCR)."""
+
+    label: str
+    family: str
+    beta: Optional[float]
 
 
-def command(arm: str, seed: int, iters: int, beta: float) -> List[str]:
+def study_arms(families: Sequence[str], betas: Sequence[float]) -> List[Arm]:
+    arms = []
+    for family in families:
+        if family == 'mpt':
+            arms.append(Arm('mpt', family, None))
+        elif family == 'efcr_paper':
+            arms.append(Arm('efcr_paper', family, PAPER_BETA))
+        else:
+            arms += [Arm(f'efcr_b{beta:g}', family, beta) for beta in betas]
+    return arms
+
+
+def run_name(arm: Arm, seed: int, iters: int) -> str:
+    return f'efcr_study_{arm.label}_s{seed}_i{iters}'
+
+
+def weights_file(arm: Arm, seed: int, iters: int) -> str:
+    return osp.join(ROOT, 'experiments', run_name(arm, seed, iters), 'models', 'net_g_latest.pth')
+
+
+def command(arm: Arm, seed: int, iters: int) -> List[str]:
     """``scripts/train.py`` with BasicSR's ``--force_yml`` overrides of the arm's option file."""
     force = [f'name={run_name(arm, seed, iters)}', f'manual_seed={seed}', f'train:total_iter={iters}',
              f'train:scheduler:periods=[{iters}]', f'val:val_freq={iters}', f'logger:save_checkpoint_freq={iters}']
-    if arm == 'efcr_calibrated':
-        force.append(f'train:efcr_opt:loss_weight=!!float {beta}')
-    return [sys.executable, osp.join(ROOT, 'scripts', 'train.py'), '-opt', osp.join(ROOT, ARMS[arm]),
+    if arm.family == 'efcr_calibrated':
+        force.append(f'train:efcr_opt:loss_weight=!!float {arm.beta}')
+    return [sys.executable, osp.join(ROOT, 'scripts', 'train.py'), '-opt', osp.join(ROOT, ARMS[arm.family]),
             '--force_yml', *force]
 
 
-def train_all(jobs: List[tuple], iters: int, beta: float, parallel: int) -> Dict[tuple, str]:
+def train_all(jobs: List[tuple], iters: int, parallel: int) -> Dict[tuple, str]:
     """Run every (arm, seed) job, ``parallel`` at a time; returns the log file of each."""
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     logs, running, pending = {}, [], list(jobs)
@@ -71,11 +96,11 @@ def train_all(jobs: List[tuple], iters: int, beta: float, parallel: int) -> Dict
             arm, seed = pending.pop(0)
             log_path = osp.join(ROOT, 'experiments', run_name(arm, seed, iters) + '.log')
             log = open(log_path, 'w')
-            proc = subprocess.Popen(command(arm, seed, iters, beta), cwd=ROOT, env=env, stdout=log,
+            proc = subprocess.Popen(command(arm, seed, iters), cwd=ROOT, env=env, stdout=log,
                                     stderr=subprocess.STDOUT)
             running.append(((arm, seed), proc, log))
             logs[(arm, seed)] = log_path
-            print(f'started {arm} seed {seed} > {log_path}', flush=True)
+            print(f'started {arm.label} seed {seed} > {log_path}', flush=True)
         time.sleep(5)
         for item in list(running):
             job, proc, log = item
@@ -84,7 +109,7 @@ def train_all(jobs: List[tuple], iters: int, beta: float, parallel: int) -> Dict
                 running.remove(item)
                 if proc.returncode != 0:
                     raise SystemExit(f'{job} failed (exit {proc.returncode}); see {logs[job]}.')
-                print(f'finished {job[0]} seed {job[1]}', flush=True)
+                print(f'finished {job[0].label} seed {job[1]}', flush=True)
     return logs
 
 
@@ -98,13 +123,13 @@ def grad_medians(log_path: str) -> Optional[tuple]:
     return float(np.median(pix)), float(np.median(efcr))
 
 
-def evaluate(arm: str, seed: int, iters: int, data: str, pairs_per_image: int, crop: int) -> Dict[str, float]:
+def evaluate(arm: Arm, seed: int, iters: int, data: str, pairs_per_image: int, crop: int) -> Dict[str, float]:
     """Held-out mean PSNR/SSIM of one run's final network over all PSF types and noise levels."""
     from mpt_deploy.deblur import inference_normalization, load_network, network_options
     from mpt_plugin.option_file import load_options
 
-    opt_file = osp.join(ROOT, ARMS[arm])
-    weights = osp.join(ROOT, 'experiments', run_name(arm, seed, iters), 'models', 'net_g_latest.pth')
+    opt_file = osp.join(ROOT, ARMS[arm.family])
+    weights = weights_file(arm, seed, iters)
     net_opt = network_options(opt_file)
     method = network_method(load_network(net_opt, weights), net_opt, inference_normalization(opt_file))
     psf_ranges = load_options(opt_file)['datasets']['train']['psf']
@@ -121,21 +146,21 @@ def evaluate(arm: str, seed: int, iters: int, data: str, pairs_per_image: int, c
     return {'psnr': float(np.mean(psnrs)), 'ssim': float(np.mean(ssims)), 'input_psnr': float(np.mean(inp))}
 
 
-def table(results: Dict[tuple, dict], arms: Sequence[str], seeds: Sequence[int], beta: float, iters: int) -> str:
+def table(results: Dict[tuple, dict], arms: Sequence[Arm], seeds: Sequence[int], iters: int) -> str:
     lines = [f'Grayscale starter recipe shortened to {iters} iterations; held-out gray images, all PSF types and '
              'noise levels of the quality benchmark.', '',
              '| arm | beta | seed | held-out PSNR | SSIM | median grad L1 | median grad EFCR | ratio |',
              '|---|---|---|---|---|---|---|---|']
     for arm in arms:
-        b = {'mpt': '-', 'efcr_paper': '1e-5', 'efcr_calibrated': f'{beta:g}'}[arm]
+        b = '-' if arm.beta is None else f'{arm.beta:g}'
         for seed in seeds:
             r = results[(arm, seed)]
             g = r.get('grads')
             grads = (f'{g[0]:.3g} | {g[1]:.3g} | {g[1] / g[0]:.2g}' if g else '- | - | -')
-            lines.append(f'| {arm} | {b} | {seed} | {r["psnr"]:.2f} | {r["ssim"]:.4f} | {grads} |')
+            lines.append(f'| {arm.label} | {b} | {seed} | {r["psnr"]:.2f} | {r["ssim"]:.4f} | {grads} |')
         mean_psnr = np.mean([results[(arm, s)]['psnr'] for s in seeds])
         mean_ssim = np.mean([results[(arm, s)]['ssim'] for s in seeds])
-        lines.append(f'| **{arm} mean** | {b} | | **{mean_psnr:.2f}** | **{mean_ssim:.4f}** | | | |')
+        lines.append(f'| **{arm.label} mean** | {b} | | **{mean_psnr:.2f}** | **{mean_ssim:.4f}** | | | |')
     first = results[(arms[0], seeds[0])]
     lines += ['', f'Blurry input on the same pairs: {first["input_psnr"]:.2f} dB.']
     return '\n'.join(lines)
@@ -146,7 +171,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--iters', type=int, default=800)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
     parser.add_argument('--arms', nargs='+', default=list(ARMS), choices=list(ARMS))
-    parser.add_argument('--beta', type=float, default=0.3, help='EFCR weight of the efcr_calibrated arm')
+    parser.add_argument('--betas', type=float, nargs='+', default=[0.3], help='EFCR weights of the calibrated arms')
+    parser.add_argument('--skip-existing', action='store_true', help='do not retrain runs that have final weights')
     parser.add_argument('--parallel', type=int, default=2, help='runs at a time (one thread each)')
     parser.add_argument('--data', default=osp.join(ROOT, 'starter_data'))
     parser.add_argument('--pairs-per-image', type=int, default=1)
@@ -158,10 +184,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from make_starter_data import build
 
         build(args.data, ['gray'])
-    jobs = [(arm, seed) for seed in args.seeds for arm in args.arms]
+    arms = study_arms(args.arms, args.betas)
+    jobs = [(arm, seed) for seed in args.seeds for arm in arms]
     start = time.time()
     if not args.eval_only:
-        train_all(jobs, args.iters, args.beta, args.parallel)
+        todo = [job for job in jobs if not (args.skip_existing and osp.isfile(weights_file(*job, args.iters)))]
+        train_all(todo, args.iters, args.parallel)
     import torch
 
     torch.set_grad_enabled(False)
@@ -170,8 +198,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         results[(arm, seed)] = evaluate(arm, seed, args.iters, args.data, args.pairs_per_image, args.crop)
         log = osp.join(ROOT, 'experiments', run_name(arm, seed, args.iters) + '.log')
         results[(arm, seed)]['grads'] = grad_medians(log) if osp.isfile(log) else None
-        print(f'{arm} seed {seed}: {results[(arm, seed)]}', flush=True)
-    report = table(results, args.arms, args.seeds, args.beta, args.iters)
+        print(f'{arm.label} seed {seed}: {results[(arm, seed)]}', flush=True)
+    report = table(results, arms, args.seeds, args.iters)
     print(report)
     print(f'({(time.time() - start) / 60:.1f} min)', file=sys.stderr)
     if args.markdown:
