@@ -1,0 +1,90 @@
+"""BBBC006Dataset's option defaults, layout helpers and every refusal's full message."""
+
+import os
+
+import numpy as np
+import pytest
+import tifffile
+from test_data_layouts import BBBC_PREFIX, make_bbbc006
+
+from mpt_data import BBBC006Dataset
+from mpt_data.bbbc006_dataset import FILE_PATTERN, lmdb_key, parse_file_name, plane_folder
+from mpt_data.image_io import ImageReadError
+
+
+def _opt(root, **kw):
+    return {'name': 'bbbc', 'type': 'BBBC006Dataset', 'dataroot': str(root), 'phase': 'val', **kw}
+
+
+def _error(root, kind=ValueError, **kw) -> str:
+    with pytest.raises(kind) as err:
+        BBBC006Dataset(_opt(root, **kw))
+    return str(err.value)
+
+
+def test_layout_helpers():
+    assert plane_folder(6) == 'BBBC006_v1_images_z_06' and plane_folder(16) == 'BBBC006_v1_images_z_16'
+    assert lmdb_key(2, ('a01', '1', '2')) == 'z02_a01_s1_w2'
+    assert parse_file_name(f'{BBBC_PREFIX}_B03_s2_w1ABC.tif') == ('B03', '2', '1')
+    with pytest.raises(ValueError) as err:
+        parse_file_name('other.tif')
+    assert str(err.value) == f"'other.tif' does not match the BBBC006 pattern {FILE_PATTERN.pattern}."
+
+
+def test_defaults(tmp_path):
+    make_bbbc006(tmp_path, wells=('a01', 'b03'), planes=(2, 6, 10, 16))
+    ds = BBBC006Dataset(_opt(tmp_path))
+    assert ds.channels == ('1',) and ds.gt_plane == 16 and ds.input_planes == [2, 6, 10]
+    assert ds.split == 'all' and ds.test_fraction == 0.2 and ds.split_seed == 0 and ds.test_wells is None
+    assert ds.normalize == 'input_percentile' and not ds.is_lmdb
+    assert len(ds) == 2 * 2 * 3  # wells x sites x input planes, channel w1 only
+    assert ds.wells == ['a01', 'b03']
+
+
+def test_test_wells_are_case_insensitive_and_train_is_the_rest(tmp_path):
+    make_bbbc006(tmp_path, wells=('a01', 'b03', 'c04'))
+    assert BBBC006Dataset(_opt(tmp_path, split='test', test_wells=['B03'])).wells == ['b03']
+    assert BBBC006Dataset(_opt(tmp_path, split='train', test_wells=['B03', 'a01'])).wells == ['c04']
+
+
+def test_option_errors(tmp_path):
+    make_bbbc006(tmp_path, wells=('a01',))
+    assert _error(tmp_path, channel='w3') == "channel must be 'w1', 'w2' or 'both', got 'w3'."
+    assert _error(tmp_path, gt_plane=6) == 'gt_plane 6 is also listed in input_planes [2, 6, 10].'
+    assert _error(tmp_path, split='val') == "split must be 'train', 'test' or 'all', got 'val'."
+    assert _error(tmp_path, split='test', test_wells=['z99'], channel='w2') == (
+        f"No BBBC006 pair for split 'test', channel 'w2', input planes [2, 6, 10] in {str(tmp_path)!r}.")
+
+
+def test_folder_errors(tmp_path):
+    missing = tmp_path / 'nowhere'
+    assert _error(missing, FileNotFoundError) == f'BBBC006 dataroot {str(missing)!r} does not exist.'
+    make_bbbc006(tmp_path, wells=('a01',))
+    folder = str(tmp_path / 'BBBC006_v1_images_z_03')
+    assert _error(tmp_path, FileNotFoundError, input_planes=[3]) == (
+        f'BBBC006 plane folder {folder!r} does not exist.')
+    os.mkdir(folder)
+    (tmp_path / 'BBBC006_v1_images_z_03' / 'notes.txt').write_text('not an image')
+    assert _error(tmp_path, input_planes=[3]) == f'BBBC006 plane folder {folder!r} contains no TIFF image.'
+    z2 = tmp_path / 'BBBC006_v1_images_z_02'
+    first = sorted(os.listdir(z2))[0]
+    field = parse_file_name(first)
+    twin = f'{BBBC_PREFIX}_{field[0]}_s{field[1]}_w{field[2]}-copy.TIFF'
+    tifffile.imwrite(z2 / twin, np.zeros((4, 4), np.uint16))
+    names = sorted([first, twin])
+    assert _error(tmp_path, channel='both') == (
+        f'Two images for well {field[0]} site {field[1]} channel w{field[2]} in {str(z2)!r}: '
+        f'{names[0]!r} and {names[1]!r}.')
+
+
+def test_16_and_8_bit_images_only(tmp_path):
+    make_bbbc006(tmp_path, wells=('a01',), sites=('1',), channels=('1',))
+    ds = BBBC006Dataset(_opt(tmp_path, normalize='dtype'))
+    lq_path, gt_path, _ = ds.samples[0]
+    gt8 = (tifffile.imread(gt_path) // 16).astype(np.uint8)
+    tifffile.imwrite(gt_path, gt8)
+    np.testing.assert_array_equal(ds[0]['gt'][0].numpy(), gt8.astype(np.float32) / 255)  # 8-bit: divided by 255
+    tifffile.imwrite(lq_path, tifffile.imread(lq_path).astype(np.float32))
+    with pytest.raises(ImageReadError) as err:
+        ds[0]
+    assert str(err.value) == f'Image {lq_path!r} has dtype float32; BBBC006 images are 16-bit.'
