@@ -48,7 +48,7 @@ MODULE_TESTS: Dict[str, Tuple[str, ...]] = {
     'mpt_models/efcr_model.py': ('tests/test_model_efcr.py', 'tests/test_model_efcr_options.py',
                                  'tests/test_efcr_grad_norms.py'),
     'mpt_data/bbbc006_dataset.py': ('tests/test_data_bbbc006.py', 'tests/test_data_bbbc006_options.py'),
-    'mpt_data/paired_defocus_dataset.py': ('tests/test_data_paired.py', 'tests/test_data_layouts.py'),
+    'mpt_data/paired_defocus_dataset.py': ('tests/test_data_paired.py', 'tests/test_data_paired_options.py'),
     'mpt_data/normalization.py': ('tests/test_normalization.py', 'tests/test_deblur_contract.py',
                                   'tests/test_data_bbbc006.py'),
     # mpt_plugin modules run with the auto-load hook off (see mutmut_env), so only tests that need no registry
