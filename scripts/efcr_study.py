@@ -147,7 +147,7 @@ def evaluate(arm: Arm, seed: int, iters: int, data: str, pairs_per_image: int, c
 
 
 def table(results: Dict[tuple, dict], arms: Sequence[Arm], seeds: Sequence[int], iters: int) -> str:
-    lines = [f'Grayscale starter recipe shortened to {iters} iterations; held-out gray images, all PSF types and '
+    lines = [f'Grayscale starter recipe shortened to {iters} iterations; held-out gray images, all PSF types and',
              'noise levels of the quality benchmark.', '',
              '| arm | beta | seed | held-out PSNR | SSIM | median grad L1 | median grad EFCR | ratio |',
              '|---|---|---|---|---|---|---|---|']
@@ -204,7 +204,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f'({(time.time() - start) / 60:.1f} min)', file=sys.stderr)
     if args.markdown:
         env = {'cpu': platform.processor() or platform.machine(), 'torch': torch.__version__}
-        write_markdown(args.markdown, [report], [f'{args.parallel} run(s) at a time, one thread each.'], env, argv,
+        note = 'Each run trains on one thread' + ('.' if args.eval_only else f', {args.parallel} at a time.')
+        write_markdown(args.markdown, [report], [note], env, argv,
                        'scripts/efcr_study.py', MARKS)
     return 0
 
