@@ -11,6 +11,7 @@ def test_gradient_norms_equal_the_norm_of_each_losss_backward_gradients():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.GELU(), torch.nn.Conv2d(4, 1, 1))
     net[2].bias.requires_grad_(False)  # frozen weights are left out
+    net.unused = torch.nn.Linear(2, 2)  # trainable but outside the graph (e.g. an unused branch): no gradient
     x, y = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
     out = net(x)
     losses = {'grad_pix': (out - y).abs().mean(), 'grad_efcr': 3.0 * (out ** 2).mean()}
@@ -18,6 +19,6 @@ def test_gradient_norms_equal_the_norm_of_each_losss_backward_gradients():
     for name, loss in losses.items():
         net.zero_grad()
         loss.backward(retain_graph=True)
-        expected = torch.sqrt(sum((p.grad ** 2).sum() for p in net.parameters() if p.requires_grad))
+        expected = torch.sqrt(sum((p.grad ** 2).sum() for p in net.parameters() if p.grad is not None))
         assert torch.allclose(norms[name], expected, rtol=1e-6)
     assert norms['grad_pix'] != norms['grad_efcr']

@@ -1,5 +1,6 @@
 """EFCRModel's start-up options, messages and step bookkeeping (perceptual terms, EMA, gradient-norm logging)."""
 
+import copy
 import logging
 
 import pytest
@@ -119,3 +120,27 @@ def test_ema_follows_the_trained_weights():
     model.optimize_parameters(1)
     for ema, old, new in zip(model.net_g_ema.parameters(), ema_before, model.net_g.parameters()):
         torch.testing.assert_close(ema, 0.25 * old + 0.75 * new.detach())
+
+
+def test_one_step_descends_the_sum_of_the_losses():
+    """One SGD step equals w - lr * grad(L1 + perceptual + style + beta * L_CR), the sum written out by hand with
+    the same re-blur draw (Eq. 7 added to the pixel loss)."""
+    from mpt_losses import EFCRLoss
+
+    lr, beta, seed = 0.05, 0.5, 7
+    model = build(efcr_opt={'type': 'EFCRLoss', 'loss_weight': beta}, efcr_reblur={'seed': seed},
+                  optim={'type': 'SGD', 'lr': lr})
+    model.cri_perceptual = lambda out, gt: (3.0 * (out - gt).pow(2).mean(), (out - gt).abs().pow(3).mean())
+    net = copy.deepcopy(model.net_g)
+    batch = make_batch()
+    model.feed_data(batch)
+    model.optimize_parameters(1)
+
+    lq, gt = batch['lq'], batch['gt']
+    out = net(lq)
+    reblur_in = random_gaussian_reblur(lq, DEFAULT_KERNEL_SIZES, DEFAULT_SIGMA, torch.Generator().manual_seed(seed))
+    l_cr = EFCRLoss(loss_weight=beta)(out, gt, lq, reblur_out=net(reblur_in), reblur_in=reblur_in, reblur_source=lq)
+    total = (out - gt).abs().mean() + 3.0 * (out - gt).pow(2).mean() + (out - gt).abs().pow(3).mean() + l_cr
+    grads = torch.autograd.grad(total, list(net.parameters()))
+    for trained, start, grad in zip(model.net_g.parameters(), net.parameters(), grads):
+        torch.testing.assert_close(trained.detach(), start.detach() - lr * grad, rtol=1e-4, atol=1e-6)
