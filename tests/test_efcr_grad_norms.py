@@ -11,7 +11,7 @@ def test_gradient_norms_equal_the_norm_of_each_losss_backward_gradients():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.GELU(), torch.nn.Conv2d(4, 1, 1))
     net[2].bias.requires_grad_(False)  # frozen weights are left out
-    net.unused = torch.nn.Linear(2, 2)  # trainable but outside the graph (e.g. an unused branch): no gradient
+    net.register_parameter('unused', torch.nn.Parameter(torch.zeros(2)))  # trainable, outside the graph
     x, y = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
     out = net(x)
     losses = {'grad_pix': (out - y).abs().mean(), 'grad_efcr': 3.0 * (out ** 2).mean()}
