@@ -144,3 +144,24 @@ def test_one_step_descends_the_sum_of_the_losses():
     grads = torch.autograd.grad(total, list(net.parameters()))
     for trained, start, grad in zip(model.net_g.parameters(), net.parameters(), grads):
         torch.testing.assert_close(trained.detach(), start.detach() - lr * grad, rtol=1e-4, atol=1e-6)
+
+
+def test_start_up_log_lines(caplog):
+    logger = logging.getLogger('basicsr')
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger='basicsr')
+    try:
+        model = build(efcr_opt=EFCR, efcr_reblur={'kernel_sizes': [3, 5], 'sigma': 2})
+        assert (f"EFCR mode 'basic': {model.cri_efcr}, re-blur kernel sizes (3, 5), sigma 2.0" in caplog.text)
+        caplog.clear()
+        build(efcr_opt=None)  # plain pixel-loss training: nothing to warn about
+        assert 'ignored' not in caplog.text and 'EFCR mode' not in caplog.text
+    finally:
+        logger.removeHandler(caplog.handler)
+
+
+def test_feed_data_moves_the_extra_keys_to_the_model_device():
+    model = build(efcr_opt=EFCR, efcr_mode='extra_labeled')
+    model.device = torch.device('meta')  # nothing is computed on meta; only where tensors go is checked
+    model.feed_data(make_batch())
+    assert model.lq.device.type == model.extra_lq.device.type == model.extra_gt.device.type == 'meta'
