@@ -88,3 +88,73 @@ def test_16_and_8_bit_images_only(tmp_path):
     with pytest.raises(ImageReadError) as err:
         ds[0]
     assert str(err.value) == f'Image {lq_path!r} has dtype float32; BBBC006 images are 16-bit.'
+
+
+def test_well_split_threshold_is_strict():
+    """A well is a test well when md5('<seed>:<WELL>')[:8] / 2^32 is *below* test_fraction (docs/datasets.md)."""
+    import hashlib
+
+    from mpt_data.bbbc006_dataset import is_test_well
+
+    value = int(hashlib.md5(b'0:A01').hexdigest()[:8], 16) / 0x100000000
+    assert not is_test_well('a01', value) and is_test_well('A01', np.nextafter(value, 1.0))
+
+
+def test_non_tiff_files_are_noted_and_tiffs_of_any_case_are_used(tmp_path, caplog):
+    import logging
+
+    make_bbbc006(tmp_path, wells=('a01',), sites=('1',), channels=('1',))
+    z2 = tmp_path / 'BBBC006_v1_images_z_02'
+    tif = sorted(os.listdir(z2))[0]
+    os.rename(z2 / tif, z2 / tif.replace('.tif', '.TIFF'))
+    (z2 / 'notes.txt').write_text('x')
+    logger = logging.getLogger('basicsr')
+    logger.addHandler(caplog.handler)
+    try:
+        ds = BBBC006Dataset(_opt(tmp_path))
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert len(ds) == 3 and any(lq.endswith('.TIFF') for lq, _, _ in ds.samples)
+    assert f"Ignoring 1 non-image file(s) in {str(z2)!r}: notes.txt." in caplog.text
+
+
+def test_every_missing_ground_truth_is_named(tmp_path):
+    make_bbbc006(tmp_path, wells=('a01', 'b03'), sites=('1',), channels=('1',), planes=(2, 16))
+    z16 = tmp_path / 'BBBC006_v1_images_z_16'
+    for name in os.listdir(z16):
+        os.remove(z16 / name)
+    tifffile.imwrite(z16 / f'{BBBC_PREFIX}_c04_s1_w1X.tif', np.zeros((4, 4), np.uint16))
+    lq = {w: str(tmp_path / 'BBBC006_v1_images_z_02' / n) for n in os.listdir(tmp_path / 'BBBC006_v1_images_z_02')
+          for w in ('a01', 'b03') if f'_{w}_' in n}
+    lines = [f'  - Missing in-focus plane z16 for {lq[w]!r} (well {w}, site 1, channel w1) in {str(z16)!r}'
+             for w in ('a01', 'b03')]
+    for opt, name in (({'name': 'mine'}, 'mine'), ({'name': None}, None)):
+        kw = dict(input_planes=[2], **opt)
+        with pytest.raises(ImageReadError) as err:
+            BBBC006Dataset({k: v for k, v in _opt(tmp_path, **kw).items() if v is not None})
+        assert str(err.value) == '\n'.join([f"Dataset {name or 'BBBC006'!r}: 2 unpaired file(s):", *lines])
+
+
+def test_samples_name_their_files_and_size_errors_name_both(tmp_path):
+    make_bbbc006(tmp_path, wells=('a01',), sites=('1',), channels=('1',))
+    ds = BBBC006Dataset(_opt(tmp_path, phase='train', gt_size=64, use_scale=False, use_hflip=False, check_files=False,
+                                   use_rot=False))
+    lq_path, gt_path, _ = ds.samples[0]
+    with pytest.raises(ValueError) as err:  # the 48 x 40 images are smaller than the crop
+        ds[0]
+    assert str(err.value) == f"Image {lq_path!r}/{gt_path!r} is 48x40, smaller than gt_size 64."
+    sample = BBBC006Dataset(_opt(tmp_path))[0]
+    assert (sample['lq_path'], sample['gt_path']) == (lq_path, gt_path)
+    tifffile.imwrite(gt_path, np.zeros((40, 40), np.uint16))
+    with pytest.raises(ImageReadError, match=f'{os.path.basename(lq_path)}.*48x40.*{os.path.basename(gt_path)}'):
+        BBBC006Dataset(_opt(tmp_path))[0]
+
+
+def test_extra_dataset_is_attached(tmp_path):
+    from test_data_layouts import make_paired_folder
+
+    make_bbbc006(tmp_path / 'bbbc', wells=('a01',), sites=('1',), channels=('1',))
+    make_paired_folder(tmp_path / 'x' / 'lq', tmp_path / 'x' / 'gt', ['e.png'], c=1, h=40, w=48)
+    extra = {'type': 'UnlabeledDefocusDataset', 'dataroot_lq': str(tmp_path / 'x' / 'lq'), 'in_chans': 1}
+    sample = BBBC006Dataset(_opt(tmp_path / 'bbbc', extra_dataset=extra))[0]
+    assert sample['extra_lq'].shape == sample['lq'].shape and sample['extra_lq_path'].endswith('e.png')
