@@ -76,11 +76,15 @@ def test_isca_inference_equals_training_path(small_strips):
         torch.testing.assert_close(mod(x), expected - res, rtol=1e-5, atol=1e-5)
 
 
-def test_fefn_inference_equals_eq3_and_may_reuse_x1(small_strips):
-    mod = FeatureEnhancingFFN(10, 2.6)
-    x1, x2 = torch.randn(2, 6, 5, 10), torch.randn(2, 6, 5, 10)
+@pytest.mark.parametrize('shortcut', ['spatial', 'channel'])
+def test_fefn_inference_equals_eq3_and_may_reuse_x1(small_strips, shortcut):
+    """Eq. 3 written out (shortcut x1; the authors' code adds x2), against the training path and the row strips."""
+    mod = FeatureEnhancingFFN(10, 2.6, shortcut=shortcut)
+    x1, x2 = torch.randn(2, 13, 5, 10), torch.randn(2, 13, 5, 10)
     gate = mod.channel_dw(mod.channel_in(mod.norm_channel(x2)).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-    expected = (mod.proj(F.gelu(gate) * mod.spatial_in(mod.norm_spatial(x1))) + x1).detach()
+    expected = (mod.proj(F.gelu(gate) * mod.spatial_in(mod.norm_spatial(x1))) + (x1 if shortcut == 'spatial'
+                                                                                   else x2)).detach()
+    torch.testing.assert_close(mod(x1, x2).detach(), expected, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
         torch.testing.assert_close(mod(x1, x2), expected, rtol=1e-5, atol=1e-5)
         buf = x1.clone()
