@@ -158,3 +158,40 @@ def test_extra_dataset_is_attached(tmp_path):
     extra = {'type': 'UnlabeledDefocusDataset', 'dataroot_lq': str(tmp_path / 'x' / 'lq'), 'in_chans': 1}
     sample = BBBC006Dataset(_opt(tmp_path / 'bbbc', extra_dataset=extra))[0]
     assert sample['extra_lq'].shape == sample['lq'].shape and sample['extra_lq_path'].endswith('e.png')
+
+
+def _size_problems(ds) -> str:
+    with pytest.raises(ImageReadError) as err:
+        ds.check_files()
+    return str(err.value)
+
+
+def test_start_up_check_names_each_file_and_applies_the_crop_only_to_unscaled_training(tmp_path):
+    make_bbbc006(tmp_path, wells=('a01',), sites=('1',), channels=('1',))
+    ds = BBBC006Dataset(_opt(tmp_path, check_files=False, phase='train', gt_size=64, use_scale=False))
+    files = sorted({p for lq, gt, _ in ds.samples for p in (lq, gt)})
+    msg = _size_problems(ds)
+    assert msg.startswith("check_files: 4 problem(s) in dataset 'bbbc'")
+    assert sorted(line.split("'")[1] for line in msg.splitlines()[1:]) == files
+    assert all(line.endswith('is 48x40, smaller than gt_size 64') for line in msg.splitlines()[1:])
+    # no size problem: random scaling may enlarge the image, validation does not crop, the crop fits
+    for kw in ({'gt_size': 64, 'use_scale': True}, {'gt_size': 64, 'use_scale': False, 'phase': 'val'},
+               {'gt_size': 40, 'use_scale': False}):
+        opt = {'check_files': False, 'phase': 'train', **kw}
+        assert BBBC006Dataset(_opt(tmp_path, **opt)).check_files() == 4  # distinct headers read
+    unnamed = BBBC006Dataset({k: v for k, v in _opt(tmp_path, check_files=False, phase='train', gt_size=64,
+                                                     use_scale=False).items() if k != 'name'})
+    assert _size_problems(unnamed).startswith("check_files: 4 problem(s) in dataset 'BBBC006'")
+
+
+def test_start_up_check_names_lmdb_keys_with_their_database(tmp_path):
+    from script_loader import load_script
+
+    make_bbbc006(tmp_path / 'B', wells=('a01',), sites=('1',), channels=('1',))
+    db = str(tmp_path / 'B.lmdb')
+    load_script('make_lmdb').main(['bbbc006', str(tmp_path / 'B'), '--output', db])
+    ds = BBBC006Dataset(_opt(db, io_backend={'type': 'lmdb'}, check_files=False, phase='train', gt_size=64,
+                             use_scale=False))
+    names = sorted(line.split("'")[1] for line in _size_problems(ds).splitlines()[1:])
+    assert names == sorted({f'{db}[{key}]' for lq, gt, _ in ds.samples for key in (lq, gt)})
+    assert names[0] == f'{db}[z02_a01_s1_w1]'
