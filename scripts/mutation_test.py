@@ -185,7 +185,7 @@ def mutated_line(diff: str) -> str:
 def summarise(result: dict, equivalents: Dict[str, Tuple[str, str]]) -> dict:
     """Counts of one module; an equivalence only counts while its recorded mutated line is still the mutant's."""
     counts = {'generated': len(result['statuses']), 'killed': 0, 'survived': 0, 'equivalent': 0, 'timeout': 0,
-              'no tests': 0, 'other': 0}
+              'no tests': 0, 'not run': 0, 'other': 0}
     survivors = []
     for name, status in sorted(result['statuses'].items()):
         if status == 'killed':
@@ -203,31 +203,33 @@ def summarise(result: dict, equivalents: Dict[str, Tuple[str, str]]) -> dict:
         elif status == 'no tests':
             counts['no tests'] += 1
             survivors.append(name)
+        elif status == 'not checked':  # an interrupted run: left out of the killed share
+            counts['not run'] += 1
         else:
             counts['other'] += 1
-    scored = counts['generated'] - counts['equivalent'] - counts['other']
+    scored = counts['generated'] - counts['equivalent'] - counts['other'] - counts['not run']
     counts['killed %'] = 100.0 * counts['killed'] / scored if scored else float('nan')
     return {'counts': counts, 'survivors': survivors}
 
 
 def report(results: List[dict], equivalents: Dict[str, Tuple[str, str]]) -> str:
-    head = ['module', 'generated', 'killed', 'survived', 'equivalent', 'timeout', 'no tests', 'other', 'killed %',
-            'minutes']
+    head = ['module', 'generated', 'killed', 'survived', 'equivalent', 'timeout', 'no tests', 'not run', 'other',
+            'killed %', 'minutes']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     details = []
-    total = dict.fromkeys(head[1:8], 0)
+    total = dict.fromkeys(head[1:9], 0)
     for result in results:
         summary = summarise(result, equivalents)
         c = summary['counts']
         for key in total:
             total[key] += c[key]
-        lines.append(f"| `{result['module']}` | " + ' | '.join(str(c[k]) for k in head[1:8]) +
+        lines.append(f"| `{result['module']}` | " + ' | '.join(str(c[k]) for k in head[1:9]) +
                      f" | {c['killed %']:.1f} | {result['minutes']:.0f} |")
         for name in summary['survivors']:
             diff = result['diffs'].get(name, '')
             details.append(f"### `{name}` ({result['statuses'][name]})\n\n```diff\n{diff}\n```")
-    scored = total['generated'] - total['equivalent'] - total['other']
-    lines.append('| **all** | ' + ' | '.join(str(total[k]) for k in head[1:8]) +
+    scored = total['generated'] - total['equivalent'] - total['other'] - total['not run']
+    lines.append('| **all** | ' + ' | '.join(str(total[k]) for k in head[1:9]) +
                  f" | {100.0 * total['killed'] / scored if scored else float('nan'):.1f} | |")
     eq_lines = [f'- `{name}`: {reason}' for name, (_, reason) in sorted(equivalents.items())]
     return '\n'.join(['# Mutation testing report', '', f'{time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, '

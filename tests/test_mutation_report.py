@@ -28,14 +28,14 @@ def test_equivalents_file_format_is_checked(tmp_path):
 def test_summary_counts_and_stale_equivalents():
     script = load_script('mutation_test')
     result = {'statuses': {'f__mutmut_1': 'killed', 'f__mutmut_2': 'survived', 'f__mutmut_3': 'survived',
-                           'f__mutmut_4': 'timeout', 'f__mutmut_5': 'no tests'},
+                           'f__mutmut_4': 'timeout', 'f__mutmut_5': 'no tests', 'f__mutmut_6': 'not checked'},
               'diffs': {'f__mutmut_2': '--- a\n+++ b\n-    y = x\n+    y = x * 1\n',
                         'f__mutmut_3': '--- a\n+++ b\n-    z = 0\n+    z = 1\n',
                         'f__mutmut_5': '+ q = 2\n'}}
     eq = {'f__mutmut_2': ('y = x * 1', 'multiplying by one'), 'f__mutmut_3': ('z = 2', 'stale: another line')}
     summary = script.summarise(result, eq)
     c = summary['counts']
-    assert (c['generated'], c['killed'], c['survived'], c['equivalent'], c['timeout'], c['no tests']) == \
-        (5, 2, 1, 1, 1, 1)
+    assert (c['generated'], c['killed'], c['survived'], c['equivalent'], c['timeout'], c['no tests'], c['not run']) \
+        == (6, 2, 1, 1, 1, 1, 1)
     assert summary['survivors'] == ['f__mutmut_3', 'f__mutmut_5']
     assert c['killed %'] == pytest.approx(100 * 2 / 4)
