@@ -54,7 +54,8 @@ MODULE_TESTS: Dict[str, Tuple[str, ...]] = {
                                   'tests/test_data_bbbc006.py'),
     # mpt_plugin modules run with the auto-load hook off (see mutmut_env), so only tests that need no registry
     'mpt_plugin/checkpoint.py': ('tests/test_checkpoint_loading.py',),
-    'mpt_plugin/resume.py': ('tests/test_resume_atomic.py',),  # the SIGKILL test's subprocesses see no mutant
+    # (the SIGKILL test's subprocesses would see no mutant)
+    'mpt_plugin/resume.py': ('tests/test_resume_atomic.py', 'tests/test_resume_selection.py'),
 }
 EQUIVALENTS_FILE = osp.join(ROOT, 'tests', 'mutation_equivalents.txt')
 STATUS_RE = re.compile(r'^\s*(\S+__mutmut_\d+): (.+)$')
