@@ -41,3 +41,18 @@ def test_fefn_matches_eq3_with_cswa_shortcut():
     gate = mod.channel_dw(mod.channel_in(mod.norm_channel(x2)).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
     expected = mod.proj(F.gelu(gate) * mod.spatial_in(mod.norm_spatial(x1))) + x1
     torch.testing.assert_close(mod(x1, x2), expected)
+
+
+def test_fefn_defaults_and_smallest_width():
+    from mpt_arch.fefn import FeatureEnhancingFFN
+
+    mod = FeatureEnhancingFFN(10)
+    assert mod.shortcut == 'spatial' and mod.proj.in_features == 26 and mod.channel_dw.bias is None  # alpha 2.6
+    assert FeatureEnhancingFFN(10, shortcut='channel').shortcut == 'channel'
+    assert FeatureEnhancingFFN(1, 1.0).proj.in_features == 1  # one hidden channel is enough
+    with pytest.raises(ValueError) as err:
+        FeatureEnhancingFFN(10, 0.05)
+    assert str(err.value) == 'FEFN expansion 0.05 gives no hidden channels for dim 10'
+    with pytest.raises(ValueError) as err:
+        FeatureEnhancingFFN(10, shortcut='x1')
+    assert str(err.value) == "FEFN shortcut must be 'spatial' (Eq. 3) or 'channel' (authors' code), got 'x1'"
