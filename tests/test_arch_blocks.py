@@ -44,8 +44,6 @@ def test_fefn_matches_eq3_with_cswa_shortcut():
 
 
 def test_fefn_defaults_and_smallest_width():
-    from mpt_arch.fefn import FeatureEnhancingFFN
-
     mod = FeatureEnhancingFFN(10)
     assert mod.shortcut == 'spatial' and mod.proj.in_features == 26 and mod.channel_dw.bias is None  # alpha 2.6
     assert FeatureEnhancingFFN(10, shortcut='channel').shortcut == 'channel'
