@@ -74,3 +74,55 @@ def test_nothing_complete_means_none_and_explicit_missing_state_is_named(tmp_pat
     with pytest.raises(FileNotFoundError) as err:
         resume.load_resume_state(opt)
     assert str(err.value) == f"path.resume_state {str(tmp_path / 'nope.state')!r} does not exist."
+
+
+def test_map_location_defaults_to_the_cpu_even_with_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'current_device', lambda: 0)
+    assert resume.map_location({}) == torch.device('cpu')  # no num_gpu: BasicSR's CPU default
+
+
+def test_states_are_loaded_onto_the_runs_device(tmp_path, monkeypatch):
+    torch.save({'iter': 1, 'x': torch.ones(2)}, tmp_path / '1.state')
+    monkeypatch.setattr(resume, 'map_location', lambda opt: torch.device('meta'))
+    assert resume.load_state_file(str(tmp_path / '1.state'), {})['x'].device.type == 'meta'
+
+
+def test_param_key_option_and_every_problem_listed(tmp_path):
+    _write_run(tmp_path, [2, 4])
+    opt = _opt(tmp_path)
+    opt['network_d'] = {'type': 'x'}
+    models = tmp_path / 'models'
+    for it in (2, 4):
+        torch.save({'params': 'not tensors', 'params_ema': {'w': torch.zeros(1)}}, models / f'net_g_{it}.pth')
+    torch.save({'params': {'w': torch.zeros(1)}}, models / 'net_d_2.pth')
+    opt['path']['param_key_g'] = 'params_ema'
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        assert resume.find_latest_complete_state(opt)['iter'] == 2
+    (message,) = [str(w.message) for w in caught]
+    assert f'unusable: {models / "net_d_4.pth"} missing. Falling' in message
+    del opt['path']['param_key_g']
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        assert resume.find_latest_complete_state(opt) is None
+    assert str(caught[0].message).endswith(
+        f'{models / "net_g_4.pth"} is not a dict of tensors; {models / "net_d_4.pth"} missing. Falling back to the '
+        'previous state.')
+
+
+def test_warnings_point_at_the_caller(tmp_path):
+    _write_run(tmp_path, [2, 4], truncated=[4], missing_net=[2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        resume.find_latest_complete_state(_opt(tmp_path))
+    assert len(caught) == 2 and all(w.filename == __file__ for w in caught)
+
+
+def test_no_models_folder_option_and_no_resume_requested(tmp_path):
+    (tmp_path / 'training_states').mkdir()
+    torch.save({'iter': 3}, tmp_path / 'training_states' / '3.state')
+    opt = {'path': {'training_states': str(tmp_path / 'training_states')}}  # no networks, no models folder
+    assert resume.find_latest_complete_state(opt)['iter'] == 3
+    assert resume.load_resume_state({'auto_resume': False, 'path': {'resume_state': None}}) is None
+    assert resume.load_resume_state({'auto_resume': False, 'path': {}}) is None
