@@ -111,14 +111,6 @@ def test_param_key_option_and_every_problem_listed(tmp_path):
         'previous state.')
 
 
-def test_warnings_point_at_the_caller(tmp_path):
-    _write_run(tmp_path, [2, 4], truncated=[4], missing_net=[2])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        resume.find_latest_complete_state(_opt(tmp_path))
-    assert len(caught) == 2 and all(w.filename == __file__ for w in caught)
-
-
 def test_no_models_folder_option_and_no_resume_requested(tmp_path):
     (tmp_path / 'training_states').mkdir()
     torch.save({'iter': 3}, tmp_path / 'training_states' / '3.state')
