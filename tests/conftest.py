@@ -40,3 +40,15 @@ def offline_torch_home(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.hub, 'download_url_to_file', no_network)
     return tmp_path / 'torch_home' / 'hub' / 'checkpoints' / 'alexnet-owt-7be5be79.pth', attempts
+
+
+@pytest.fixture
+def basicsr_log(caplog):
+    """``caplog`` receiving BasicSR's root logger (``basicsr``, which does not propagate) from INFO up."""
+    import logging
+
+    logger = logging.getLogger('basicsr')
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger='basicsr')
+    yield caplog
+    logger.removeHandler(caplog.handler)

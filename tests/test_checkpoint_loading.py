@@ -3,20 +3,17 @@
 Expected messages and selections are written out by hand from the documented contract (module docstring).
 """
 
-import logging
 import pickle
+from functools import partial
 
 import pytest
 import torch
+from raised import raised
 
 from mpt_plugin import checkpoint
 from mpt_plugin.checkpoint import EXPECTED, CheckpointError, check_finite, load_checkpoint, select_params
 
-
-def _raises(func, *args, **kwargs) -> str:
-    with pytest.raises(CheckpointError) as err:
-        func(*args, **kwargs)
-    return str(err.value)
+_raises = partial(raised, CheckpointError)
 
 
 def _loader_raising(monkeypatch, exc):
@@ -167,21 +164,15 @@ class _Model:
         self.compared_net = net
 
 
-def test_load_network_loads_named_key_strictly(tmp_path, caplog):
+def test_load_network_loads_named_key_strictly(tmp_path, basicsr_log):
     src = torch.nn.Linear(2, 2)
     torch.save({'params': {'module.' + k: v for k, v in src.state_dict().items()},
                 'params_ema': {k: v + 1 for k, v in src.state_dict().items()}}, tmp_path / 'net.pth')
     model, dst = _Model(), torch.nn.Linear(2, 2)
-    logger = logging.getLogger('basicsr')
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger='basicsr')
-    try:
-        model.load_network(torch.nn.DataParallel(dst), str(tmp_path / 'net.pth'), True, 'params')
-    finally:
-        logger.removeHandler(caplog.handler)
+    model.load_network(torch.nn.DataParallel(dst), str(tmp_path / 'net.pth'), True, 'params')
     assert torch.equal(dst.weight, src.weight) and model.compared == (['bias', 'weight'], True)
     assert model.compared_net is dst  # the bare network, not the DataParallel wrapper
-    assert f"Loading Linear model from {tmp_path / 'net.pth'}, with param key: [params]." in caplog.text
+    assert f"Loading Linear model from {tmp_path / 'net.pth'}, with param key: [params]." in basicsr_log.text
     path = str(tmp_path / 'net.pth')
     assert _raises(model.load_network, dst, path, param_key='other').startswith(
         f"Checkpoint {path!r} has no 'other' entry")

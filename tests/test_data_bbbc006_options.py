@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 import tifffile
+from raised import raised
 from test_data_layouts import BBBC_PREFIX, make_bbbc006
 
 from mpt_data import BBBC006Dataset
@@ -17,9 +18,7 @@ def _opt(root, **kw):
 
 
 def _error(root, kind=ValueError, **kw) -> str:
-    with pytest.raises(kind) as err:
-        BBBC006Dataset(_opt(root, **kw))
-    return str(err.value)
+    return raised(kind, BBBC006Dataset, _opt(root, **kw))
 
 
 def test_layout_helpers():
@@ -100,22 +99,15 @@ def test_well_split_threshold_is_strict():
     assert not is_test_well('a01', value) and is_test_well('A01', np.nextafter(value, 1.0))
 
 
-def test_non_tiff_files_are_noted_and_tiffs_of_any_case_are_used(tmp_path, caplog):
-    import logging
-
+def test_non_tiff_files_are_noted_and_tiffs_of_any_case_are_used(tmp_path, basicsr_log):
     make_bbbc006(tmp_path, wells=('a01',), sites=('1',), channels=('1',))
     z2 = tmp_path / 'BBBC006_v1_images_z_02'
     tif = sorted(os.listdir(z2))[0]
     os.rename(z2 / tif, z2 / tif.replace('.tif', '.TIFF'))
     (z2 / 'notes.txt').write_text('x')
-    logger = logging.getLogger('basicsr')
-    logger.addHandler(caplog.handler)
-    try:
-        ds = BBBC006Dataset(_opt(tmp_path))
-    finally:
-        logger.removeHandler(caplog.handler)
+    ds = BBBC006Dataset(_opt(tmp_path))
     assert len(ds) == 3 and any(lq.endswith('.TIFF') for lq, _, _ in ds.samples)
-    assert f"Ignoring 1 non-image file(s) in {str(z2)!r}: notes.txt." in caplog.text
+    assert f"Ignoring 1 non-image file(s) in {str(z2)!r}: notes.txt." in basicsr_log.text
 
 
 def test_every_missing_ground_truth_is_named(tmp_path):

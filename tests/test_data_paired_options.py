@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+from raised import raised
 from test_data_layouts import make_dpdd, make_lfdof, make_paired_folder, write_png
 
 from mpt_data import PairedDefocusDataset
@@ -16,9 +17,7 @@ def _opt(**kw):
 
 
 def _error(kind=ValueError, **kw) -> str:
-    with pytest.raises(kind) as err:
-        PairedDefocusDataset(_opt(**kw))
-    return str(err.value)
+    return raised(kind, PairedDefocusDataset, _opt(**kw))
 
 
 def test_defaults_folder_layout_rgb_dtype(tmp_path):

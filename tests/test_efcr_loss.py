@@ -5,6 +5,7 @@ import pytest
 import pywt
 import torch
 from basicsr.losses import build_loss
+from raised import raised
 
 from mpt_losses import EFCRLoss
 
@@ -127,47 +128,41 @@ def test_flat_patches_are_finite():
     assert torch.isfinite(value) and value.item() > 0 and torch.isfinite(out.grad).all()
 
 
-def _error(kind, func, *args, **kwargs) -> str:
-    with pytest.raises(kind) as err:
-        func(*args, **kwargs)
-    return str(err.value)
-
-
 def test_shape_and_argument_errors():
     """Each refusal names the argument and both shapes (full messages, so a wrong name is caught)."""
     out, gt, lq, b_out, b_in = (t.float() for t in _batch())
     loss = EFCRLoss()
     shape, gt1 = tuple(out.shape), tuple(gt[:, :1].shape)
-    assert _error(ValueError, loss, out, gt[:, :1], lq) == (
+    assert raised(ValueError, loss, out, gt[:, :1], lq) == (
         f'EFCRLoss: gt has shape {gt1} but output has {shape}; they must match')
-    assert _error(ValueError, loss, out, gt, lq[..., :8]) == (
+    assert raised(ValueError, loss, out, gt, lq[..., :8]) == (
         f'EFCRLoss: lq has shape {tuple(lq[..., :8].shape)} but output has {shape}; they must match')
-    assert _error(ValueError, loss, out, gt, lq, reblur_out=b_out[..., :6], reblur_in=b_in) == (
+    assert raised(ValueError, loss, out, gt, lq, reblur_out=b_out[..., :6], reblur_in=b_in) == (
         f'EFCRLoss: reblur_out has shape {tuple(b_out[..., :6].shape)} but reblur_in has {tuple(b_in.shape)}; '
         'they must match')
-    assert _error(ValueError, loss, out, gt, lq, reblur_out=b_out, reblur_in=b_in, reblur_source=b_in[..., :6]) == (
+    assert raised(ValueError, loss, out, gt, lq, reblur_out=b_out, reblur_in=b_in, reblur_source=b_in[..., :6]) == (
         f'EFCRLoss: reblur_source has shape {tuple(b_in[..., :6].shape)} but reblur_in has {tuple(b_in.shape)}; '
         'they must match')
-    assert _error(ValueError, loss, out, gt, lq, reblur_out=b_out[:1], reblur_in=b_in[:1],
+    assert raised(ValueError, loss, out, gt, lq, reblur_out=b_out[:1], reblur_in=b_in[:1],
                   reblur_source=lq[:1]) == (  # batch 1 (channels 2), output batch 3 (channels 2)
         'EFCRLoss: the extended samples have batch size 1 but output has 3; Eq. 7 pairs them per sample')
-    assert _error(ValueError, loss, out, gt, lq, reblur_out=b_out) == (
+    assert raised(ValueError, loss, out, gt, lq, reblur_out=b_out) == (
         'EFCRLoss: reblur_out needs reblur_in (the re-blurred input it was computed from)')
     for extra in ({'reblur_in': b_in}, {'reblur_source': lq}):
-        assert _error(ValueError, loss, out, gt, lq, **extra) == (
+        assert raised(ValueError, loss, out, gt, lq, **extra) == (
             'EFCRLoss: reblur_in / reblur_source were given without reblur_out')
-    assert _error(ValueError, loss, out[0], gt[0], lq[0]) == (
+    assert raised(ValueError, loss, out[0], gt[0], lq[0]) == (
         f'EFCRLoss: output must be N x C x H x W, got shape {shape[1:]}')
-    assert _error(ValueError, loss, out, gt[0], lq) == f'EFCRLoss: gt must be N x C x H x W, got shape {shape[1:]}'
-    assert _error(ValueError, loss, out, gt, lq, reblur_out=b_out, reblur_in=b_in[0]) == (
+    assert raised(ValueError, loss, out, gt[0], lq) == f'EFCRLoss: gt must be N x C x H x W, got shape {shape[1:]}'
+    assert raised(ValueError, loss, out, gt, lq, reblur_out=b_out, reblur_in=b_in[0]) == (
         f'EFCRLoss: reblur_in must be N x C x H x W, got shape {tuple(b_in.shape[1:])}')
-    assert _error(TypeError, loss, out.numpy(), gt, lq) == 'EFCRLoss: output must be a torch.Tensor, got ndarray'
-    assert _error(TypeError, loss, out, gt, lq, reblur_out=b_out, reblur_in=b_in, reblur_source=[0]) == (
+    assert raised(TypeError, loss, out.numpy(), gt, lq) == 'EFCRLoss: output must be a torch.Tensor, got ndarray'
+    assert raised(TypeError, loss, out, gt, lq, reblur_out=b_out, reblur_in=b_in, reblur_source=[0]) == (
         'EFCRLoss: reblur_source must be a torch.Tensor, got list')
-    assert _error(ValueError, EFCRLoss, positive_bands='low') == (
+    assert raised(ValueError, EFCRLoss, positive_bands='low') == (
         f"EFCRLoss: positive_bands must be one of {('all', 'high')}, got 'low'")
     for eps in (0.0, -1.0, float('nan')):
-        assert _error(ValueError, EFCRLoss, eps=eps) == f'EFCRLoss: eps must be > 0, got {eps}'
+        assert raised(ValueError, EFCRLoss, eps=eps) == f'EFCRLoss: eps must be > 0, got {eps}'
 
 
 def test_registered_in_basicsr():

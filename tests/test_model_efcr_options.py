@@ -1,10 +1,10 @@
 """EFCRModel's start-up options, messages and step bookkeeping (perceptual terms, EMA, gradient-norm logging)."""
 
 import copy
-import logging
 
 import pytest
 import torch
+from raised import raised
 from test_model_efcr import build, make_batch
 
 from mpt_losses.reblur import DEFAULT_KERNEL_SIZES, DEFAULT_SIGMA, random_gaussian_reblur
@@ -14,9 +14,7 @@ EFCR = {'type': 'EFCRLoss'}
 
 
 def _error(**kwargs) -> str:
-    with pytest.raises(ValueError) as err:
-        build(**kwargs)
-    return str(err.value)
+    return raised(ValueError, build, **kwargs)
 
 
 def test_start_up_errors_name_the_key_and_the_choices():
@@ -61,16 +59,11 @@ def test_reblur_seed_makes_the_draws_reproducible():
     assert torch.equal(build(efcr_opt=EFCR, efcr_reblur={'seed': 3, 'sigma': 1.5}).reblur(x), expected)
 
 
-def test_mode_without_efcr_opt_is_ignored_with_a_warning(caplog):
-    logger = logging.getLogger('basicsr')
-    logger.addHandler(caplog.handler)
-    try:
-        model = build(efcr_opt=None, efcr_mode='extra_labeled')
-    finally:
-        logger.removeHandler(caplog.handler)
+def test_mode_without_efcr_opt_is_ignored_with_a_warning(basicsr_log):
+    model = build(efcr_opt=None, efcr_mode='extra_labeled')
     assert model.cri_efcr is None and model.efcr_mode is None and model.efcr_mode_name is None
     assert ("train.efcr_mode 'extra_labeled' is ignored: no train.efcr_opt, so training uses the pixel loss only."
-            in caplog.text)
+            in basicsr_log.text)
 
 
 def test_feed_data_sets_and_clears_the_extra_keys():
@@ -146,18 +139,12 @@ def test_one_step_descends_the_sum_of_the_losses():
         torch.testing.assert_close(trained.detach(), start.detach() - lr * grad, rtol=1e-4, atol=1e-6)
 
 
-def test_start_up_log_lines(caplog):
-    logger = logging.getLogger('basicsr')
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger='basicsr')
-    try:
-        model = build(efcr_opt=EFCR, efcr_reblur={'kernel_sizes': [3, 5], 'sigma': 2})
-        assert (f"EFCR mode 'basic': {model.cri_efcr}, re-blur kernel sizes (3, 5), sigma 2.0" in caplog.text)
-        caplog.clear()
-        build(efcr_opt=None)  # plain pixel-loss training: nothing to warn about
-        assert 'ignored' not in caplog.text and 'EFCR mode' not in caplog.text
-    finally:
-        logger.removeHandler(caplog.handler)
+def test_start_up_log_lines(basicsr_log):
+    model = build(efcr_opt=EFCR, efcr_reblur={'kernel_sizes': [3, 5], 'sigma': 2})
+    assert f"EFCR mode 'basic': {model.cri_efcr}, re-blur kernel sizes (3, 5), sigma 2.0" in basicsr_log.text
+    basicsr_log.clear()
+    build(efcr_opt=None)  # plain pixel-loss training: nothing to warn about
+    assert 'ignored' not in basicsr_log.text and 'EFCR mode' not in basicsr_log.text
 
 
 def test_feed_data_moves_the_extra_keys_to_the_model_device():

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from raised import raised
 
 from mpt_data.image_io import ImageReadError
 from mpt_data.normalization import (
@@ -16,9 +17,7 @@ from mpt_data.normalization import (
 
 
 def _error(func, *args, kind=NormalizationError, **kwargs) -> str:
-    with pytest.raises(kind) as err:
-        func(*args, **kwargs)
-    return str(err.value)
+    return raised(kind, func, *args, **kwargs)
 
 
 def test_intensity_map_forward_and_clip():
