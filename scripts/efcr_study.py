@@ -72,6 +72,10 @@ def run_name(arm: Arm, seed: int, iters: int) -> str:
     return f'efcr_study_{arm.label}_s{seed}_i{iters}'
 
 
+def log_file(arm: Arm, seed: int, iters: int) -> str:
+    return osp.join(ROOT, 'experiments', run_name(arm, seed, iters) + '.log')
+
+
 def weights_file(arm: Arm, seed: int, iters: int) -> str:
     return osp.join(ROOT, 'experiments', run_name(arm, seed, iters), 'models', 'net_g_latest.pth')
 
@@ -94,7 +98,7 @@ def train_all(jobs: List[tuple], iters: int, parallel: int) -> Dict[tuple, str]:
     while pending or running:
         while pending and len(running) < parallel:
             arm, seed = pending.pop(0)
-            log_path = osp.join(ROOT, 'experiments', run_name(arm, seed, iters) + '.log')
+            log_path = log_file(arm, seed, iters)
             log = open(log_path, 'w')
             proc = subprocess.Popen(command(arm, seed, iters), cwd=ROOT, env=env, stdout=log,
                                     stderr=subprocess.STDOUT)
@@ -196,7 +200,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     results = {}
     for arm, seed in jobs:
         results[(arm, seed)] = evaluate(arm, seed, args.iters, args.data, args.pairs_per_image, args.crop)
-        log = osp.join(ROOT, 'experiments', run_name(arm, seed, args.iters) + '.log')
+        log = log_file(arm, seed, args.iters)
         results[(arm, seed)]['grads'] = grad_medians(log) if osp.isfile(log) else None
         print(f'{arm.label} seed {seed}: {results[(arm, seed)]}', flush=True)
     report = table(results, arms, args.seeds, args.iters)

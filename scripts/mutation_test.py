@@ -136,7 +136,7 @@ def rerun_module(module: str, workdir: str, children: int) -> dict:
     module itself must be unchanged since that run (otherwise run the module afresh).
     """
     dest = scratch_dir(module, workdir)
-    before = collect_module(module, workdir)
+    minutes, code, statuses = finished_run(module, dest)
     with open(osp.join(ROOT, module), 'rb') as now, open(osp.join(dest, module), 'rb') as then:
         if now.read() != then.read():
             raise SystemExit(f'{module} changed since its run in {dest}; run it afresh (without --rerun).')
@@ -144,7 +144,7 @@ def rerun_module(module: str, workdir: str, children: int) -> dict:
         shutil.rmtree(osp.join(target, 'tests'), ignore_errors=True)
         shutil.copytree(osp.join(ROOT, 'tests'), osp.join(target, 'tests'),
                         ignore=shutil.ignore_patterns('__pycache__'))
-    names = [name for name, status in before['statuses'].items() if status != 'killed']
+    names = [name for name, status in statuses.items() if status != 'killed']
     stats = osp.join(dest, 'mutants', 'mutmut-stats.json')
     if osp.isfile(stats):  # which tests run which function: edited tests may reach new functions
         os.remove(stats)
@@ -154,28 +154,34 @@ def rerun_module(module: str, workdir: str, children: int) -> dict:
             subprocess.run([sys.executable, '-m', 'mutmut', 'run', '--max-children', str(children), *names],
                            cwd=dest, env=mutmut_env(module, dest), stdout=log, stderr=subprocess.STDOUT)
     with open(osp.join(dest, 'mutmut_minutes.txt'), 'w') as fout:
-        fout.write(f'{before["minutes"] + (time.time() - start) / 60:.2f} {before["exit"]}\n')
+        fout.write(f'{minutes + (time.time() - start) / 60:.2f} {code}\n')
     return collect_module(module, workdir)
+
+
+def finished_run(module: str, dest: str) -> Tuple[float, int, Dict[str, str]]:
+    """Minutes, mutmut exit code and ``{mutant: status}`` of a module's finished scratch copy."""
+    if not osp.isfile(osp.join(dest, 'mutmut_minutes.txt')):
+        raise SystemExit(f'{module}: no finished run in {dest}; run it without --report-only first.')
+    with open(osp.join(dest, 'mutmut_minutes.txt')) as fin:
+        minutes, code = fin.read().split()
+    listing = subprocess.run([sys.executable, '-m', 'mutmut', 'results', '--all', 'true'], cwd=dest,
+                             env=mutmut_env(module, dest), capture_output=True, text=True).stdout
+    statuses = {m.group(1): m.group(2).strip() for m in map(STATUS_RE.match, listing.splitlines()) if m}
+    return float(minutes), int(code), statuses
 
 
 def collect_module(module: str, workdir: str) -> dict:
     """Statuses and survivor diffs of a module's finished scratch copy (``mutmut results``/``show``)."""
     dest = scratch_dir(module, workdir)
-    if not osp.isfile(osp.join(dest, 'mutmut_minutes.txt')):
-        raise SystemExit(f'{module}: no finished run in {dest}; run it without --report-only first.')
-    with open(osp.join(dest, 'mutmut_minutes.txt')) as fin:
-        minutes, code = fin.read().split()
+    minutes, code, statuses = finished_run(module, dest)
     env = mutmut_env(module, dest)
-    listing = subprocess.run([sys.executable, '-m', 'mutmut', 'results', '--all', 'true'], cwd=dest, env=env,
-                             capture_output=True, text=True).stdout
-    statuses = {m.group(1): m.group(2).strip() for m in map(STATUS_RE.match, listing.splitlines()) if m}
     diffs = {}
     for name, status in statuses.items():
         if status in ('survived', 'no tests', 'suspicious'):  # the report shows these diffs
             diffs[name] = subprocess.run([sys.executable, '-m', 'mutmut', 'show', name], cwd=dest, env=env,
                                          capture_output=True, text=True).stdout
     return {'module': module, 'tests': MODULE_TESTS[module], 'statuses': statuses, 'diffs': diffs,
-            'exit': int(code), 'minutes': float(minutes)}
+            'exit': code, 'minutes': minutes}
 
 
 def mutated_line(diff: str) -> str:
