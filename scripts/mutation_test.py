@@ -93,10 +93,11 @@ def mutmut_config(module: str, tests: Sequence[str]) -> str:
     package = module.split('/')[0]
     others = sorted({m.split('/')[0] for m in MODULE_TESTS} | {'mpt_metrics', 'mpt_deploy'} - {package})
     quote = lambda items: ', '.join(f'"{i}"' for i in items)  # noqa: E731
+    copied = others + ['options', 'scripts', 'docs', 'setup.py', 'README.md', 'mutmut_fastest_first.py']
     return (f'[tool.mutmut]\nsource_paths = ["{package}"]\nonly_mutate = ["{module}"]\n'
-            f'also_copy = [{quote(others + ["options", "scripts", "docs", "setup.py", "README.md"])}]\n'
+            f'also_copy = [{quote(copied)}]\n'
             f'pytest_add_cli_args_test_selection = [{quote(tests)}]\n'
-            'pytest_add_cli_args = ["-q", "-p", "no:cacheprovider", "-x"]\n'
+            'pytest_add_cli_args = ["-q", "-p", "no:cacheprovider", "-x", "-p", "mutmut_fastest_first"]\n'
             'process_isolation = "forkserver"\n')
 
 
@@ -117,6 +118,7 @@ def run_module(module: str, workdir: str, children: int) -> dict:
     dest = scratch_dir(module, workdir)
     shutil.rmtree(dest, ignore_errors=True)
     copy_tree(dest)
+    shutil.copy2(osp.join(ROOT, 'scripts', 'mutmut_fastest_first.py'), dest)  # also_copy puts it on mutmut's sys.path
     with open(osp.join(dest, 'pyproject.toml'), 'w') as fout:
         fout.write(mutmut_config(module, MODULE_TESTS[module]))
     start = time.time()

@@ -66,7 +66,7 @@ def test_folder_errors(tmp_path):
     (tmp_path / 'BBBC006_v1_images_z_03' / 'notes.txt').write_text('not an image')
     assert _error(tmp_path, input_planes=[3]) == f'BBBC006 plane folder {folder!r} contains no TIFF image.'
     z2 = tmp_path / 'BBBC006_v1_images_z_02'
-    first = sorted(os.listdir(z2))[0]
+    first = next(n for n in sorted(os.listdir(z2)) if '_s2_w1' in n)  # site and channel differ in the message
     field = parse_file_name(first)
     twin = f'{BBBC_PREFIX}_{field[0]}_s{field[1]}_w{field[2]}-copy.TIFF'
     tifffile.imwrite(z2 / twin, np.zeros((4, 4), np.uint16))
@@ -104,21 +104,25 @@ def test_non_tiff_files_are_noted_and_tiffs_of_any_case_are_used(tmp_path, basic
     z2 = tmp_path / 'BBBC006_v1_images_z_02'
     tif = sorted(os.listdir(z2))[0]
     os.rename(z2 / tif, z2 / tif.replace('.tif', '.TIFF'))
-    (z2 / 'notes.txt').write_text('x')
+    for name in ('Notes.txt', 'zz.txt'):  # sorted before and after the TIFF: neither ends the scan
+        (z2 / name).write_text('x')
     ds = BBBC006Dataset(_opt(tmp_path))
     assert len(ds) == 3 and any(lq.endswith('.TIFF') for lq, _, _ in ds.samples)
-    assert f"Ignoring 1 non-image file(s) in {str(z2)!r}: notes.txt." in basicsr_log.text
+    assert sum(lq.endswith('.tif') for lq, _, _ in ds.samples) == 2  # planes 6 and 10 keep the lower-case .tif
+    # only the text files are noted, in z2 alone (the .tif folders have nothing to ignore)
+    assert [m for m in basicsr_log.messages if m.startswith('Ignoring')] == [
+        f"Ignoring 2 non-image file(s) in {str(z2)!r}: Notes.txt, zz.txt."]
 
 
 def test_every_missing_ground_truth_is_named(tmp_path):
-    make_bbbc006(tmp_path, wells=('a01', 'b03'), sites=('1',), channels=('1',), planes=(2, 16))
+    make_bbbc006(tmp_path, wells=('a01', 'b03'), sites=('2',), channels=('1',), planes=(2, 16))
     z16 = tmp_path / 'BBBC006_v1_images_z_16'
     for name in os.listdir(z16):
         os.remove(z16 / name)
-    tifffile.imwrite(z16 / f'{BBBC_PREFIX}_c04_s1_w1X.tif', np.zeros((4, 4), np.uint16))
+    tifffile.imwrite(z16 / f'{BBBC_PREFIX}_c04_s2_w1X.tif', np.zeros((4, 4), np.uint16))
     lq = {w: str(tmp_path / 'BBBC006_v1_images_z_02' / n) for n in os.listdir(tmp_path / 'BBBC006_v1_images_z_02')
           for w in ('a01', 'b03') if f'_{w}_' in n}
-    lines = [f'  - Missing in-focus plane z16 for {lq[w]!r} (well {w}, site 1, channel w1) in {str(z16)!r}'
+    lines = [f'  - Missing in-focus plane z16 for {lq[w]!r} (well {w}, site 2, channel w1) in {str(z16)!r}'
              for w in ('a01', 'b03')]
     for opt, name in (({'name': 'mine'}, 'mine'), ({'name': None}, None)):
         kw = dict(input_planes=[2], **opt)
@@ -150,6 +154,10 @@ def test_extra_dataset_is_attached(tmp_path):
     extra = {'type': 'UnlabeledDefocusDataset', 'dataroot_lq': str(tmp_path / 'x' / 'lq'), 'in_chans': 1}
     sample = BBBC006Dataset(_opt(tmp_path / 'bbbc', extra_dataset=extra))[0]
     assert sample['extra_lq'].shape == sample['lq'].shape and sample['extra_lq_path'].endswith('e.png')
+    # cyclic sampling: sample i gets extra image i mod len(extra), so __getitem__ must pass its index on
+    make_paired_folder(tmp_path / 'x' / 'lq', tmp_path / 'x' / 'gt', ['f.png'], c=1, h=40, w=48)
+    ds = BBBC006Dataset(_opt(tmp_path / 'bbbc', extra_dataset=extra, extra_sampling='cyclic'))
+    assert [os.path.basename(ds[i]['extra_lq_path']) for i in range(3)] == ['e.png', 'f.png', 'e.png']
 
 
 def _size_problems(ds) -> str:
@@ -167,7 +175,7 @@ def test_start_up_check_names_each_file_and_applies_the_crop_only_to_unscaled_tr
     assert sorted(line.split("'")[1] for line in msg.splitlines()[1:]) == files
     assert all(line.endswith('is 48x40, smaller than gt_size 64') for line in msg.splitlines()[1:])
     # no size problem: random scaling may enlarge the image, validation does not crop, the crop fits
-    for kw in ({'gt_size': 64, 'use_scale': True}, {'gt_size': 64, 'use_scale': False, 'phase': 'val'},
+    for kw in ({'gt_size': 64}, {'gt_size': 64, 'use_scale': True}, {'gt_size': 64, 'use_scale': False, 'phase': 'val'},
                {'gt_size': 40, 'use_scale': False}):
         opt = {'check_files': False, 'phase': 'train', **kw}
         assert BBBC006Dataset(_opt(tmp_path, **opt)).check_files() == 4  # distinct headers read
@@ -187,3 +195,34 @@ def test_start_up_check_names_lmdb_keys_with_their_database(tmp_path):
     names = sorted(line.split("'")[1] for line in _size_problems(ds).splitlines()[1:])
     assert names == sorted({f'{db}[{key}]' for lq, gt, _ in ds.samples for key in (lq, gt)})
     assert names[0] == f'{db}[z02_a01_s1_w1]'
+
+
+def _bbbc006_lmdb(tmp_path) -> str:
+    from script_loader import load_script
+
+    make_bbbc006(tmp_path / 'B', wells=('a01',), sites=('2',), channels=('1',))
+    db = str(tmp_path / 'B.lmdb')
+    load_script('make_lmdb').main(['bbbc006', str(tmp_path / 'B'), '--output', db])
+    return db
+
+
+def _edit_meta(db: str, edit) -> None:
+    meta = os.path.join(db, 'meta_info.txt')
+    with open(meta) as fin:
+        lines = fin.read().splitlines()
+    with open(meta, 'w') as fout:
+        fout.write('\n'.join(edit(lines)) + '\n')
+
+
+def test_lmdb_key_errors_name_the_key_and_the_database(tmp_path):
+    db = _bbbc006_lmdb(tmp_path)
+    lmdb = {'io_backend': {'type': 'lmdb'}, 'input_planes': [2]}
+    assert len(BBBC006Dataset(_opt(db, **lmdb))) == 1
+    _edit_meta(db, lambda lines: [line for line in lines if not line.startswith('z16_')])
+    with pytest.raises(ImageReadError) as err:
+        BBBC006Dataset(_opt(db, **lmdb))
+    assert str(err.value) == ("Dataset 'bbbc': 1 unpaired file(s):\n  - Missing in-focus plane z16 for "
+                              f"'z02_a01_s2_w1' (well a01, site 2, channel w1) in {db!r}")
+    _edit_meta(db, lambda lines: lines + ['notes.png (4,4,1) 1'])
+    assert _error(db, **lmdb) == (f"LMDB key 'notes' in {db!r} is not a BBBC006 key "
+                                  '(z<NN>_<well>_s<site>_w<channel>).')
