@@ -96,8 +96,12 @@ def write_lmdb(paths: Sequence[str], keys: Sequence[str], lmdb_path: str, compre
             converted = dict(zip(tiffs, _tiff_to_png(tiffs, tmp_dir)))
             sources = [converted.get(p, p) for p in paths]
         abs_sources = [osp.abspath(p) for p in sources]
+        # BasicSR sizes the map from the first image alone (10 x its PNG x count), which overflows when the first
+        # image compresses better than the rest (a blank field) or the images are tiny (LMDB's 4 KiB pages);
+        # all sources' sizes with the same margin and a floor (the map is a maximum, not an allocation on Linux)
+        map_size = 10 * sum(osp.getsize(p) for p in abs_sources) + (64 << 20)
         make_lmdb_from_imgs('/', lmdb_path, abs_sources, list(keys), compress_level=compress_level,
-                            multiprocessing_read=n_thread > 0, n_thread=max(n_thread, 1))
+                            multiprocessing_read=n_thread > 0, n_thread=max(n_thread, 1), map_size=map_size)
     finally:
         if tmp_dir:
             shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -2,10 +2,11 @@
 
 import os
 
+import numpy as np
 import pytest
 import torch
 from script_loader import load_script
-from test_data_layouts import make_bbbc006, make_lfdof, make_paired_folder
+from test_data_layouts import make_bbbc006, make_lfdof, make_paired_folder, write_png
 
 from mpt_data import BBBC006Dataset, PairedDefocusDataset, UnlabeledDefocusDataset
 from mpt_data.image_io import ImageLoader
@@ -78,3 +79,16 @@ def test_forced_tiff_conversion_and_errors(tmp_path):
     make_paired_folder(tmp_path / 'dots', tmp_path / 'dots_gt', ['a.b.png'])
     with pytest.raises(ValueError, match='a.b.png'):
         script.make_folder(str(tmp_path / 'dots'))
+
+
+def test_map_holds_images_that_compress_worse_than_the_first(tmp_path):
+    """BasicSR sizes the map from the first image; a blank first field then overflowed it (MDB_MAP_FULL)."""
+    rng = np.random.default_rng(0)
+    write_png(tmp_path / 'f' / 'a_blank.png', np.zeros((64, 64), np.uint16))
+    noise = [rng.integers(0, 65535, (64, 64), dtype=np.uint16) for _ in range(3)]
+    for i, img in enumerate(noise):
+        write_png(tmp_path / 'f' / f'b{i}.png', img)
+    db = _script().make_folder(str(tmp_path / 'f'))
+    loader = ImageLoader({'type': 'lmdb'}, {'x': db}, in_chans=1)
+    for i, img in enumerate(noise):
+        assert np.array_equal(loader.read_raw(f'b{i}', 'x')[..., 0], img)
