@@ -105,3 +105,60 @@ def test_lfdof_errors(tmp_path):
     write_png(base / 'ground_truth' / 's001.tif', np.zeros((4, 4, 3), np.uint8))
     assert _error(layout='lfdof', dataroot=str(tmp_path), split='test') == (
         f"Two ground truths for LFDOF scene 's001' in {gt_root!r}: 's001.png' and 's001.tif'.")
+
+
+def _remove_meta_lines(db: str, prefix: str) -> None:
+    meta = os.path.join(db, 'meta_info.txt')
+    with open(meta) as fin:
+        lines = [line for line in fin.read().splitlines() if not line.startswith(prefix)]
+    with open(meta, 'w') as fout:
+        fout.write('\n'.join(lines) + '\n')
+
+
+def test_lmdb_layouts_keys_and_names(tmp_path):
+    """LMDB samples: (key, client key of its input database, ground-truth key); errors name database[key]."""
+    from script_loader import load_script
+
+    make_lmdb = load_script('make_lmdb')
+    make_paired_folder(tmp_path / 'a', tmp_path / 'gt', ['f1.png', 'f2.png'], h=20, w=24)
+    make_paired_folder(tmp_path / 'b', tmp_path / 'unused', ['f1.png', 'f2.png'], h=20, w=24, seed=5)
+    for folder in ('a', 'b', 'gt'):
+        make_lmdb.main(['folder', str(tmp_path / folder)])
+    dbs = {name: str(tmp_path / f'{name}.lmdb') for name in ('a', 'b', 'gt')}
+    lmdb = {'io_backend': {'type': 'lmdb'}}
+    ds = PairedDefocusDataset(_opt(dataroot_lq=[dbs['a'], dbs['b']], dataroot_gt=dbs['gt'], **lmdb))
+    assert ds.samples == [('f1', 'lq0', 'f1'), ('f2', 'lq0', 'f2'), ('f1', 'lq1', 'f1'), ('f2', 'lq1', 'f2')]
+    assert ds.loader.lmdb_roots == {'lq0': dbs['a'], 'lq1': dbs['b'], 'gt': dbs['gt']}
+    disk = PairedDefocusDataset(_opt(dataroot_lq=[str(tmp_path / 'a'), str(tmp_path / 'b')],
+                                     dataroot_gt=str(tmp_path / 'gt')))
+    for i in (1, 2):
+        assert np.array_equal(ds[i]['lq'].numpy(), disk[i]['lq'].numpy())
+        assert np.array_equal(ds[i]['gt'].numpy(), disk[i]['gt'].numpy())
+    crop = dict(check_files=False, phase='train', gt_size=32, use_scale=False)
+    small = PairedDefocusDataset(_opt(dataroot_lq=dbs['b'], dataroot_gt=dbs['gt'], **lmdb, **crop))
+    with pytest.raises(ImageReadError) as err:
+        small.check_files()
+    named = sorted(line.split("'")[1] for line in str(err.value).splitlines()[1:])
+    assert named == sorted(f'{db}[{key}]' for db in (dbs['b'], dbs['gt']) for key in ('f1', 'f2'))
+    with pytest.raises(ValueError) as err:
+        small[0]
+    assert str(err.value) == f"Image '{dbs['b']}[f1]'/'{dbs['gt']}[f1]' is 24x20, smaller than gt_size 32."
+
+    make_dpdd(tmp_path / 'DPDD', 'val', n=2, h=20, w=24)
+    make_lmdb.main(['dpdd', str(tmp_path / 'DPDD'), '--splits', 'val'])
+    dpdd = PairedDefocusDataset(_opt(layout='dpdd', dataroot=str(tmp_path / 'DPDD'), split='val', **lmdb))
+    base = str(tmp_path / 'DPDD' / 'val_c')
+    assert dpdd.loader.lmdb_roots == {'lq0': os.path.join(base, 'source.lmdb'),
+                                      'gt': os.path.join(base, 'target.lmdb')}
+    assert dpdd.samples == [('0000', 'lq0', '0000'), ('0001', 'lq0', '0001')]
+
+    make_lfdof(tmp_path / 'LFDOF', 'test', scenes=('s001', 's002'), per_scene=2, h=20, w=24)
+    make_lmdb.main(['lfdof', str(tmp_path / 'LFDOF'), '--splits', 'test'])
+    lfdof = dict(layout='lfdof', dataroot=str(tmp_path / 'LFDOF'), split='test', **lmdb)
+    assert PairedDefocusDataset(_opt(**lfdof)).samples == [
+        ('s001/000', 'lq0', 's001'), ('s001/001', 'lq0', 's001'), ('s002/000', 'lq0', 's002'),
+        ('s002/001', 'lq0', 's002')]
+    base = str(tmp_path / 'LFDOF' / 'test_data')
+    _remove_meta_lines(os.path.join(base, 'ground_truth.lmdb'), 's002')
+    assert _error(**lfdof) == (f"LMDB input key 's002/000' of {os.path.join(base, 'input.lmdb')!r} has no "
+                               f"ground-truth key 's002' in {os.path.join(base, 'ground_truth.lmdb')!r}.")
