@@ -31,8 +31,9 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 # module -> the test files that claim to cover it
 MODULE_TESTS: Dict[str, Tuple[str, ...]] = {
-    'mpt_arch/region_geometry.py': ('tests/test_arch_cswa.py', 'tests/test_arch_cswa_seam.py',
-                                    'tests/test_arch_strips.py', 'tests/test_authors_compat.py'),
+    'mpt_arch/region_geometry.py': ('tests/test_arch_region_geometry.py', 'tests/test_arch_cswa.py',
+                                    'tests/test_arch_cswa_seam.py', 'tests/test_arch_strips.py',
+                                    'tests/test_authors_compat.py'),
     'mpt_arch/cswa.py': ('tests/test_arch_cswa.py', 'tests/test_arch_cswa_seam.py', 'tests/test_arch_strips.py',
                          'tests/test_ablation_arch.py', 'tests/test_authors_compat.py'),
     'mpt_arch/isca.py': ('tests/test_arch_blocks.py', 'tests/test_arch_strips.py', 'tests/test_ablation_arch.py',
@@ -119,6 +120,9 @@ def run_module(module: str, workdir: str, children: int) -> dict:
     shutil.rmtree(dest, ignore_errors=True)
     copy_tree(dest)
     shutil.copy2(osp.join(ROOT, 'scripts', 'mutmut_fastest_first.py'), dest)  # also_copy puts it on mutmut's sys.path
+    oracle = osp.realpath(osp.join(ROOT, '..', 'shared'))
+    if osp.isdir(oracle):  # the authors' network, found by the tests at <repository>/../shared (here dest/mutants)
+        os.symlink(oracle, osp.join(dest, 'shared'))
     with open(osp.join(dest, 'pyproject.toml'), 'w') as fout:
         fout.write(mutmut_config(module, MODULE_TESTS[module]))
     start = time.time()
