@@ -12,6 +12,7 @@ from torch import nn
 from .ablation import ATTENTION_PAIRS, DOWNSAMPLE_VARIANTS, FFN_VARIANTS, check_choice, check_flag
 from .cswa import scale_ratio
 from .pyramid_block import PyramidBlock
+from .region_geometry import authors_multiple
 
 PAPER_SCALES = (
     (1 / 8, 1 / 8, 1 / 4, 1 / 4, 1, 1),
@@ -134,7 +135,7 @@ class MPT(nn.Module):
         if compat == 'authors':
             variants['compat'] = compat
             self.pad_multiple = max([self.pad_multiple] + [
-                2**lvl * scale_ratio(v) * window_size for lvl, s in enumerate(scales) for v in s])
+                2**lvl * authors_multiple(scale_ratio(v), window_size) for lvl, s in enumerate(scales) for v in s])
 
         def block(lvl: int) -> PyramidBlock:
             return PyramidBlock(dim * 2**lvl, heads[lvl], scales[lvl], window_size, ffn_expansion, **variants)

@@ -10,7 +10,7 @@ killed share with the equivalents excluded, and every survivor with its diff.
 Runs in the background on a 2-core machine (hours for all modules)::
 
     pip install -e '.[mutation]'
-    nohup python scripts/mutation_test.py --jobs 2 --report mutation/report.md > mutation/run.log 2>&1 &
+    nohup python scripts/mutation_test.py --children 2 --report mutation/report.md > mutation/run.log 2>&1 &
     python scripts/mutation_test.py --modules mpt_losses/haar.py      # one module
 """
 
@@ -79,11 +79,11 @@ def read_equivalents(path: str = EQUIVALENTS_FILE) -> Dict[str, Tuple[str, str]]
     return out
 
 
-def copy_tree(dest: str) -> None:
-    """The tracked and untracked-but-not-ignored files of the working tree, copied to ``dest``."""
+def copy_tree(dest: str, skip: str = '') -> None:
+    """The tracked and untracked-but-not-ignored files of the working tree (but ``skip``), copied to ``dest``."""
     files = subprocess.run(['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard'], cwd=ROOT,
                            check=True, capture_output=True).stdout.decode().split('\0')
-    for rel in filter(None, files):
+    for rel in filter(lambda f: f and f != skip, files):
         src = osp.join(ROOT, rel)
         if osp.isfile(src):
             os.makedirs(osp.dirname(osp.join(dest, rel)) or dest, exist_ok=True)
@@ -135,11 +135,12 @@ def run_module(module: str, workdir: str, children: int) -> dict:
 
 
 def rerun_module(module: str, workdir: str, children: int) -> dict:
-    """Re-test the mutants of an earlier run that were not killed, against the working tree's current tests.
+    """Re-test the mutants of an earlier run that were not killed, against the working tree's current tests and code.
 
-    The tests folder is refreshed in the scratch copy and mutmut collects again which tests execute which
-    function (an edited test may reach functions it did not reach before); the mutated
-    module itself must be unchanged since that run (otherwise run the module afresh).
+    The scratch copy and mutmut's ``mutants/`` tree are refreshed from the working tree (but the mutated module)
+    and mutmut collects again which tests execute which function (an edited test, or a new caller, may reach
+    functions it did not reach before); the mutated module itself must be unchanged since that run (otherwise run
+    the module afresh).
     """
     dest = scratch_dir(module, workdir)
     minutes, code, statuses = finished_run(module, dest)
@@ -147,9 +148,8 @@ def rerun_module(module: str, workdir: str, children: int) -> dict:
         if now.read() != then.read():
             raise SystemExit(f'{module} changed since its run in {dest}; run it afresh (without --rerun).')
     for target in (dest, osp.join(dest, 'mutants')):
-        shutil.rmtree(osp.join(target, 'tests'), ignore_errors=True)
-        shutil.copytree(osp.join(ROOT, 'tests'), osp.join(target, 'tests'),
-                        ignore=shutil.ignore_patterns('__pycache__'))
+        shutil.rmtree(osp.join(target, 'tests'), ignore_errors=True)  # deleted tests go too
+        copy_tree(target, skip=module)
     names = [name for name, status in statuses.items() if status != 'killed']
     stats = osp.join(dest, 'mutants', 'mutmut-stats.json')
     if osp.isfile(stats):  # which tests run which function: edited tests may reach new functions
