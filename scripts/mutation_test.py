@@ -72,8 +72,11 @@ def read_equivalents(path: str = EQUIVALENTS_FILE) -> Dict[str, Tuple[str, str]]
             line = line.strip()
             if not line or line.startswith('#'):
                 continue
-            parts = [p.strip() for p in line.split('|')]
-            if len(parts) != 3 or not all(parts):
+            # the mutated line may itself hold ' | ' (bitwise or): name before the first, reason after the last
+            name, _, rest = line.partition(' | ')
+            mutated, _, reason = rest.rpartition(' | ')
+            parts = [name.strip(), mutated.strip(), reason.strip()]
+            if not all(parts):
                 raise ValueError(f'{path}:{number}: expected "<mutant> | <mutated line> | <reason>", got {line!r}')
             out[parts[0]] = (parts[1], parts[2])
     return out

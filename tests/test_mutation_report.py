@@ -23,6 +23,9 @@ def test_equivalents_file_format_is_checked(tmp_path):
     bad.write_text('# comment\nm__mutmut_1 | x = 1\n')
     with pytest.raises(ValueError, match='eq.txt:2'):
         script.read_equivalents(str(bad))
+    good = tmp_path / 'ok.txt'  # a mutated line may hold ' | ' itself (bitwise or)
+    good.write_text('m__mutmut_2 | a = (b | c) | (d | e) | the reason\n')
+    assert script.read_equivalents(str(good)) == {'m__mutmut_2': ('a = (b | c) | (d | e)', 'the reason')}
 
 
 def test_summary_counts_and_stale_equivalents():
