@@ -127,3 +127,56 @@ def test_to_moves_every_tensor_and_builds_its_own_chunks(pairing):
             assert value.device.type == 'meta', name
     same = lay.to(torch.device('cpu'))
     assert same.chunks(2) is not chunks and lay.chunks(2) is chunks  # each layout caches its own chunks
+
+
+@pytest.mark.parametrize('per_chunk', [1, 2, 5])
+def test_chunks_partition_the_regions_in_order(per_chunk):
+    """Chunks of at most ``per_chunk`` regions, plain ones before masked ones, covering every slot once; ``keep``
+    is None exactly when a chunk holds no padded query."""
+    for size in ((40, 24), (37, 45)):
+        lay = _build('region', 2, True, size)
+        chunks = lay.chunks(per_chunk)
+        assert all(1 <= c.n_regions <= per_chunk for c in chunks)
+        assert sum(c.n_regions for c in chunks) == lay.n_regions
+        assert torch.equal(torch.cat([c.q_src for c in chunks]), lay.q_src)
+        assert torch.equal(torch.cat([c.k_src for c in chunks]), lay.k_src)
+        plain = lay.n_regions - lay.n_border
+        starts = torch.tensor([c.n_regions for c in chunks]).cumsum(0) - torch.tensor([c.n_regions for c in chunks])
+        for start, c in zip(starts.tolist(), chunks):
+            assert (c.border_mask is None) == (start < plain)  # a chunk never mixes plain and masked regions
+            valid = lay.query_valid[start:start + c.n_regions].flatten()
+            assert (c.keep is None) == bool(valid.all())
+            if c.keep is not None:
+                assert torch.equal(c.keep, torch.nonzero(valid)[:, 0])
+
+
+def test_chunks_built_in_inference_mode_serve_training():
+    lay = _build('region', 2, True, (2, 3))
+    with torch.inference_mode():
+        chunks = lay.chunks(3)
+    tensors = [t for c in chunks for t in c if isinstance(t, torch.Tensor)]
+    assert tensors and not any(t.is_inference() for t in tensors)
+    x = torch.randn(1, 2 * 3 * 4 * 4 * 4, 1, requires_grad=True)  # gather with these indices under autograd
+    x.index_select(1, chunks[0].q_src).sum().backward()
+    assert x.grad is not None
+
+
+def test_region_layout_is_cached_per_geometry_device_and_pairing(monkeypatch):
+    import mpt_arch.region_geometry as geometry
+
+    monkeypatch.setattr(geometry, '_LAYOUT_CACHE', {})
+    cpu, meta = torch.device('cpu'), torch.device('meta')
+    first = geometry.region_layout(16, 16, 2, M, True, cpu)
+    assert geometry.region_layout(16, 16, 2, M, True, cpu, 'region') is first  # the default pairing is 'region'
+    assert geometry.region_layout(16, 16, 2, M, True, meta).q_src.device == meta
+    assert geometry.region_layout(16, 16, 2, M, True, cpu) is first  # a layout per device
+    authors = geometry.region_layout(16, 16, 2, M, True, cpu, 'raster')
+    assert authors is not first and authors.reg_src is not None
+    # at most 64 geometries are kept: the cache is emptied when a new one would exceed that
+    monkeypatch.setattr(geometry, '_LAYOUT_CACHE', {})
+    first = geometry.region_layout(1, 1, 1, M, False, cpu)
+    for width in range(2, 65):
+        geometry.region_layout(1, width, 1, M, False, cpu)
+    assert geometry.region_layout(1, 1, 1, M, False, cpu) is first and len(geometry._LAYOUT_CACHE) == 64
+    geometry.region_layout(1, 65, 1, M, False, cpu)
+    assert len(geometry._LAYOUT_CACHE) == 1 and geometry.region_layout(1, 1, 1, M, False, cpu) is not first
