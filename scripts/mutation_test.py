@@ -138,7 +138,8 @@ def run_module(module: str, workdir: str, children: int) -> dict:
 
 
 def rerun_module(module: str, workdir: str, children: int) -> dict:
-    """Re-test the mutants of an earlier run that were not killed, against the working tree's current tests and code.
+    """Re-test the mutants of an earlier run that were neither killed nor declared equivalent, against the working
+    tree's current tests and code.
 
     The scratch copy and mutmut's ``mutants/`` tree are refreshed from the working tree (but the mutated module)
     and mutmut collects again which tests execute which function (an edited test, or a new caller, may reach
@@ -153,7 +154,8 @@ def rerun_module(module: str, workdir: str, children: int) -> dict:
     for target in (dest, osp.join(dest, 'mutants')):
         shutil.rmtree(osp.join(target, 'tests'), ignore_errors=True)  # deleted tests go too
         copy_tree(target, skip=module)
-    names = [name for name, status in statuses.items() if status != 'killed']
+    declared = read_equivalents()  # their line is unchanged, since the module is: no need to run them again
+    names = [name for name, status in statuses.items() if status != 'killed' and name not in declared]
     stats = osp.join(dest, 'mutants', 'mutmut-stats.json')
     if osp.isfile(stats):  # which tests run which function: edited tests may reach new functions
         os.remove(stats)
