@@ -162,3 +162,68 @@ def test_lmdb_layouts_keys_and_names(tmp_path):
     _remove_meta_lines(os.path.join(base, 'ground_truth.lmdb'), 's002')
     assert _error(**lfdof) == (f"LMDB input key 's002/000' of {os.path.join(base, 'input.lmdb')!r} has no "
                                f"ground-truth key 's002' in {os.path.join(base, 'ground_truth.lmdb')!r}.")
+
+
+def test_non_images_are_noted_and_lfdof_ignores_stray_files(tmp_path, basicsr_log):
+    make_paired_folder(tmp_path / 'lq', tmp_path / 'gt', ['a.png'])
+    (tmp_path / 'lq' / 'notes.txt').write_text('x')
+    assert len(PairedDefocusDataset(_opt(dataroot_lq=str(tmp_path / 'lq'), dataroot_gt=str(tmp_path / 'gt')))) == 1
+    assert [m for m in basicsr_log.messages if m.startswith('Ignoring')] == [
+        f"Ignoring 1 non-image file(s) in {str(tmp_path / 'lq')!r}: notes.txt."]
+    make_lfdof(tmp_path, 'test', scenes=('s001',), per_scene=2)
+    (tmp_path / 'test_data' / 'input' / 'README.txt').write_text('not a scene')  # a file beside the scene folders
+    ds = PairedDefocusDataset(_opt(layout='lfdof', dataroot=str(tmp_path), split='test'))
+    assert [os.path.relpath(lq, tmp_path / 'test_data' / 'input') for lq, _, _ in ds.samples] == [
+        os.path.join('s001', '000.png'), os.path.join('s001', '001.png')]
+
+
+def test_lfdof_meta_info_lines_may_carry_basicsr_fields(tmp_path):
+    make_lfdof(tmp_path, 'test', scenes=('s001', 's002'), per_scene=2)
+    meta = tmp_path / 'meta.txt'
+    meta.write_text('s002/001.png (34,50,3) 1\n\ns001/000.png (34,50,3) 1\n')
+    ds = PairedDefocusDataset(_opt(layout='lfdof', dataroot=str(tmp_path), split='test', meta_info_file=str(meta)))
+    base = tmp_path / 'test_data'
+    assert ds.samples == [(str(base / 'input' / 's002/001.png'), 'default', str(base / 'ground_truth' / 's002.png')),
+                          (str(base / 'input' / 's001/000.png'), 'default', str(base / 'ground_truth' / 's001.png'))]
+
+
+def test_unpaired_files_of_every_input_folder_are_named(tmp_path):
+    for folder in ('a', 'b'):
+        make_paired_folder(tmp_path / folder, tmp_path / 'gt', ['x.png', 'y.png'])
+        os.rename(tmp_path / folder / 'y.png', tmp_path / folder / f'{folder}.png')
+    roots = [str(tmp_path / 'a'), str(tmp_path / 'b')]
+    for name, shown in (('mine', 'mine'), (None, 'dataset')):
+        opt = {k: v for k, v in _opt(dataroot_lq=roots, dataroot_gt=str(tmp_path / 'gt'), name=name).items()
+               if v is not None}
+        with pytest.raises(ImageReadError) as err:
+            PairedDefocusDataset(opt)
+        lines = str(err.value).splitlines()
+        assert lines[0] == f"Dataset {shown!r}: 4 unpaired file(s):"
+        assert sum(str(tmp_path / 'a') in line for line in lines) == 2  # both folders are reported
+        assert sum(str(tmp_path / 'b') in line for line in lines[1:]) == 2
+
+
+def test_start_up_check_names_the_dataset_and_crops_only_unscaled_training(tmp_path):
+    make_paired_folder(tmp_path / 'lq', tmp_path / 'gt', ['a.png'], h=20, w=24)
+    folders = dict(dataroot_lq=str(tmp_path / 'lq'), dataroot_gt=str(tmp_path / 'gt'), check_files=False,
+                   phase='train', gt_size=32)
+    for kw in ({}, {'use_scale': True}):  # random scaling (the default) enlarges images smaller than the crop
+        assert PairedDefocusDataset(_opt(**folders, **kw)).check_files() == 2
+    for name, shown in (('mine', 'mine'), (None, 'dataset')):
+        opt = {k: v for k, v in _opt(**folders, use_scale=False, name=name).items() if v is not None}
+        with pytest.raises(ImageReadError) as err:
+            PairedDefocusDataset(opt).check_files()
+        assert str(err.value).startswith(f"check_files: 2 problem(s) in dataset {shown!r}")
+
+
+def test_normalisation_errors_name_the_image_they_come_from(tmp_path):
+    make_paired_folder(tmp_path / 'lq', tmp_path / 'gt', ['a.png'], c=1, h=20, w=24)
+    lq, gt = str(tmp_path / 'lq' / 'a.png'), str(tmp_path / 'gt' / 'a.png')
+    for flat, mode in ((lq, 'input_percentile'), (gt, 'gt_percentile')):
+        make_paired_folder(tmp_path / 'lq', tmp_path / 'gt', ['a.png'], c=1, h=20, w=24)
+        write_png(tmp_path / os.path.relpath(flat, tmp_path), np.full((20, 24), 7, np.uint8))
+        ds = PairedDefocusDataset(_opt(dataroot_lq=str(tmp_path / 'lq'), dataroot_gt=str(tmp_path / 'gt'),
+                                       in_chans=1, normalize=mode))
+        with pytest.raises(ImageReadError) as err:
+            ds[0]
+        assert str(err.value).startswith(f'Image {flat!r} is flat between the 0.1th and 99.9th')
