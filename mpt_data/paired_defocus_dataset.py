@@ -188,7 +188,8 @@ class PairedDefocusDataset(ExtraDatasetMixin, data.Dataset):
             if meta:
                 _list_images(lq_root)
                 pairs = paired_paths_from_meta_info_file([lq_root, gt_root], ['lq', 'gt'], meta, tmpl)
-                samples += [(p['lq_path'], 'default', p['gt_path']) for p in pairs]
+                # BasicSR turns a blank line (a trailing one, say) into the pair (lq folder, gt folder)
+                samples += [(p['lq_path'], 'default', p['gt_path']) for p in pairs if osp.basename(p['gt_path'])]
             else:
                 pairs, missing = pair_folder(lq_root, gt_root, gt_names, tmpl)
                 unpaired += missing

@@ -227,3 +227,39 @@ def test_normalisation_errors_name_the_image_they_come_from(tmp_path):
         with pytest.raises(ImageReadError) as err:
             ds[0]
         assert str(err.value).startswith(f'Image {flat!r} is flat between the 0.1th and 99.9th')
+
+
+def test_lmdb_channel_options_match_the_folders(tmp_path):
+    """in_chans and to_gray reach the LMDB reader as they reach the disk reader."""
+    from script_loader import load_script
+
+    make_paired_folder(tmp_path / 'lq', tmp_path / 'gt', ['a.png'], h=20, w=24)
+    for folder in ('lq', 'gt'):
+        load_script('make_lmdb').main(['folder', str(tmp_path / folder)])
+    lmdb = dict(dataroot_lq=str(tmp_path / 'lq.lmdb'), dataroot_gt=str(tmp_path / 'gt.lmdb'),
+                io_backend={'type': 'lmdb'})
+    disk = dict(dataroot_lq=str(tmp_path / 'lq'), dataroot_gt=str(tmp_path / 'gt'))
+    for roots in (lmdb, disk):
+        ds = PairedDefocusDataset(_opt(**roots))
+        assert (ds.loader.in_chans, ds.loader.to_gray) == (3, False) and ds[0]['lq'].shape == (3, 20, 24)
+        with pytest.raises(ImageReadError, match='3 channel.*in_chans is 1'):
+            PairedDefocusDataset(_opt(**roots, in_chans=1))[0]
+        gray = PairedDefocusDataset(_opt(**roots, in_chans=1, to_gray=True))
+        assert (gray.loader.in_chans, gray.loader.to_gray) == (1, True)
+        assert gray[0]['lq'].shape == gray[0]['gt'].shape == (1, 20, 24)
+    lmdb_gray = PairedDefocusDataset(_opt(**lmdb, in_chans=1, to_gray=True))[0]
+    disk_gray = PairedDefocusDataset(_opt(**disk, in_chans=1, to_gray=True))[0]
+    assert np.array_equal(lmdb_gray['lq'].numpy(), disk_gray['lq'].numpy())
+
+
+def test_dpdd_train_split_and_a_meta_info_without_pairs(tmp_path):
+    make_dpdd(tmp_path, 'train', n=1)
+    ds = PairedDefocusDataset(_opt(layout='dpdd', dataroot=str(tmp_path), split='train'))
+    base = tmp_path / 'train_c'
+    assert ds.samples == [(str(base / 'source' / '0000.png'), 'default', str(base / 'target' / '0000.png'))]
+    meta = tmp_path / 'meta.txt'
+    meta.write_text('\n0000.png (36,52,3)\n\n')  # blank lines are no pairs
+    lq, gt = str(base / 'source'), str(base / 'target')
+    assert PairedDefocusDataset(_opt(dataroot_lq=lq, dataroot_gt=gt, meta_info_file=str(meta))).samples == ds.samples
+    meta.write_text('\n')
+    assert _error(dataroot_lq=lq, dataroot_gt=gt, meta_info_file=str(meta)) == f'No pair found in {[lq]} / {gt!r}.'
