@@ -58,6 +58,7 @@ MODULE_TESTS: Dict[str, Tuple[str, ...]] = {
     # (the SIGKILL test's subprocesses would see no mutant)
     'mpt_plugin/resume.py': ('tests/test_resume_atomic.py', 'tests/test_resume_selection.py'),
 }
+TIMEOUT_MULTIPLIER = 40.0
 EQUIVALENTS_FILE = osp.join(ROOT, 'tests', 'mutation_equivalents.txt')
 STATUS_RE = re.compile(r'^\s*(\S+__mutmut_\d+): (.+)$')
 
@@ -102,7 +103,10 @@ def mutmut_config(module: str, tests: Sequence[str]) -> str:
             f'also_copy = [{quote(copied)}]\n'
             f'pytest_add_cli_args_test_selection = [{quote(tests)}]\n'
             'pytest_add_cli_args = ["-q", "-p", "no:cacheprovider", "-x", "-p", "mutmut_fastest_first"]\n'
-            'process_isolation = "forkserver"\n')
+            'process_isolation = "forkserver"\n'
+            # mutmut's default (15 x the measured test time) turned equivalent mutants into timeouts, so into
+            # kills, whenever the shared 2-core machine was busy; 40 x leaves timeouts to real slow-downs
+            f'timeout_multiplier = {TIMEOUT_MULTIPLIER}\n')
 
 
 def scratch_dir(module: str, workdir: str) -> str:

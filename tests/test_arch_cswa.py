@@ -220,3 +220,11 @@ def test_bad_scale_raises():
         CrossScaleWindowAttention(8, 2, 0.3, M)
     with pytest.raises(ValueError, match='divisible'):
         CrossScaleWindowAttention(9, 2, 0.5, M)
+
+
+def test_printed_settings():
+    """The module's printout (``print(net)``) names its scale, window and the switches that differ from the paper."""
+    assert CrossScaleWindowAttention(8, 2, 0.25, M).extra_repr() == f'dim=8, heads=2, scale=1/4, M={M}, shifted=False'
+    off = CrossScaleWindowAttention(4, 1, 1.0, 2, shifted=True, npconv=False, pairing='raster')
+    assert off.extra_repr() == "dim=4, heads=1, scale=1/1, M=2, shifted=True, npconv=False, pairing='raster'"
+    assert 'scale=1/2, M=' in repr(CrossScaleWindowAttention(8, 2, 0.5, M))
