@@ -166,6 +166,10 @@ def test_explicit_path_equals_sdpa_path(monkeypatch, scale, shifted, size, budge
     assert attn.shape == (2, n_regions, 2, (mod.ratio * M) ** 2, M * M)
     torch.testing.assert_close(attn.sum(-1), torch.ones_like(attn.sum(-1)))
     assert mod.last_map_size == size
+    valid = mod.last_query_valid  # the real (not padding) queries: every pixel of the map once
+    assert valid.shape == mod.last_query_xy.shape[:2] and int(valid.sum()) == size[0] * size[1]
+    real = {tuple(xy) for xy in mod.last_query_xy[valid].tolist()}
+    assert real == {(x, y) for x in range(size[1]) for y in range(size[0])}
 
 
 @pytest.mark.parametrize('scale', [0.5, 0.25])
@@ -228,3 +232,17 @@ def test_printed_settings():
     off = CrossScaleWindowAttention(4, 1, 1.0, 2, shifted=True, npconv=False, pairing='raster')
     assert off.extra_repr() == "dim=4, heads=1, scale=1/1, M=2, shifted=True, npconv=False, pairing='raster'"
     assert 'scale=1/2, M=' in repr(CrossScaleWindowAttention(8, 2, 0.5, M))
+
+
+@pytest.mark.parametrize('scale', [1, 0.5])
+def test_shifted_training_path_under_bfloat16_autocast(scale):
+    """The explicit (training) path adds the seam mask to bf16 scores under autocast: close to float32."""
+    torch.manual_seed(0)
+    mod = _module(scale, True).train()
+    x = torch.randn(2, 24, 40, 8)
+    ref = mod(x)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = mod(x)
+    out.float().square().mean().backward()
+    assert out.shape == ref.shape and (out.float() - ref).abs().max() < 0.05 * ref.abs().max()
+    assert all(torch.isfinite(p.grad).all() for p in mod.parameters() if p.grad is not None)
