@@ -114,7 +114,7 @@ def scratch_dir(module: str, workdir: str) -> str:
 
 
 def mutmut_env(module: str, dest: str) -> Dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONPATH=dest)
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', MPT_TEST_THREADS='1', PYTHONPATH=dest)
     if module.startswith('mpt_plugin/'):
         # the auto-load hook imports mpt_plugin at start-up, before mutmut can put its mutated copy first
         env['MPT_BASICSR_PLUGIN'] = '0'
