@@ -246,3 +246,16 @@ def test_shifted_training_path_under_bfloat16_autocast(scale):
     out.float().square().mean().backward()
     assert out.shape == ref.shape and (out.float() - ref).abs().max() < 0.05 * ref.abs().max()
     assert all(torch.isfinite(p.grad).all() for p in mod.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize('heads', [1, 4])
+@pytest.mark.parametrize('scale', [1, 0.5])
+def test_head_counts_match_window_loop(scale, heads):
+    """One head (squeezed, not unbound) and four heads, shifted, inference and training, against the window loop."""
+    mod = _module(scale, True, heads=heads)
+    x = torch.randn(1, 21, 30, 8)
+    ref = _naive_cswa(mod, x)
+    with torch.no_grad():
+        torch.testing.assert_close(mod(x), ref, rtol=1e-4, atol=1e-5)
+    mod.train()
+    torch.testing.assert_close(mod(x), ref, rtol=1e-4, atol=1e-5)
