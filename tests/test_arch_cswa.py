@@ -1,6 +1,8 @@
 """CSWA: cross-scale pairing (also on padded sizes), region layout, locality, shift regions, explicit path == SDPA
 path, gather backward."""
 
+import math
+
 import pytest
 import torch
 
@@ -259,3 +261,27 @@ def test_head_counts_match_window_loop(scale, heads):
         torch.testing.assert_close(mod(x), ref, rtol=1e-4, atol=1e-5)
     mod.train()
     torch.testing.assert_close(mod(x), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_without_npconv_every_sample_matches_window_loop(monkeypatch):
+    """npconv=False (Table 9): the projections skip the depthwise conv; two samples, whole map and row strips."""
+    mod = CrossScaleWindowAttention(8, 2, 0.5, M, True, npconv=False).eval()
+    x = torch.randn(2, 21, 30, 8)
+    ref = _naive_cswa(mod, x)
+    with torch.no_grad():
+        torch.testing.assert_close(mod(x), ref, rtol=1e-4, atol=1e-5)
+        monkeypatch.setattr(row_strips, 'STRIP_BYTES', 1)
+        torch.testing.assert_close(mod(x), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_learned_temperature_is_capped_at_100():
+    """The per-head logit scale is clamped to log(100) before exp (the cap of scaled cosine attention)."""
+    mod = _module(0.5, True)
+    x = torch.randn(1, 16, 16, 8)
+    outputs = []
+    for scale in (1000.0, 100.0, 90.0):
+        with torch.no_grad():
+            mod.logit_scale.fill_(math.log(scale))
+            outputs.append(mod(x))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+    assert not torch.allclose(outputs[1], outputs[2], atol=1e-5)
