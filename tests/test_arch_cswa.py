@@ -285,3 +285,13 @@ def test_learned_temperature_is_capped_at_100():
             outputs.append(mod(x))
     torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
     assert not torch.allclose(outputs[1], outputs[2], atol=1e-5)
+
+
+def test_authors_pairing_gradients_match_finite_differences():
+    """The authors' pairing regroups the query map into r^2 sub-images; its custom gather backward (the inverse
+    index) against finite differences, in float64."""
+    mod = CrossScaleWindowAttention(4, 2, 0.5, 2, True, pairing='raster').double().train()
+    with torch.no_grad():
+        mod.rpb_table.normal_(0, 1)
+    x = torch.randn(1, 4, 8, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(mod, (x,), eps=1e-6, atol=1e-6, fast_mode=True)
