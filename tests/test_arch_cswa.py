@@ -234,6 +234,9 @@ def test_printed_settings():
     off = CrossScaleWindowAttention(4, 1, 1.0, 2, shifted=True, npconv=False, pairing='raster')
     assert off.extra_repr() == "dim=4, heads=1, scale=1/1, M=2, shifted=True, npconv=False, pairing='raster'"
     assert 'scale=1/2, M=' in repr(CrossScaleWindowAttention(8, 2, 0.5, M))
+    paper = CrossScaleWindowAttention(8, 2, 0.5)  # the defaults are the paper's CSWA (Sec. 4.1: M = 8)
+    assert paper.extra_repr() == 'dim=8, heads=2, scale=1/2, M=8, shifted=False'
+    assert paper.down is None and paper.down_proj is not None and paper.q_dw is not None and paper.kv_dw is not None
 
 
 @pytest.mark.parametrize('scale', [1, 0.5])
