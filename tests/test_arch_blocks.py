@@ -8,23 +8,34 @@ from mpt_arch.fefn import FeatureEnhancingFFN
 from mpt_arch.isca import IntraScaleChannelAttention
 
 
-@pytest.mark.parametrize('heads', [1, 3])
-@pytest.mark.parametrize('with_residual', [True, False])
-def test_isca_matches_formula(heads, with_residual):
-    """Output and gradients (input and every parameter) against the formula, one head and several."""
+def _isca_formula(mod, x):
+    """Eq. 2 written out: per-head softmax(temperature * q_hat k_hat^T) v, q and k L2-normalised over space."""
+    b, h, w, c = x.shape
+    heads, d = mod.heads, c // mod.heads
+    qkv = mod.qkv_dw(mod.qkv(x).permute(0, 3, 1, 2))  # b, 3c, h, w
+    q, k, v = qkv.flatten(2).chunk(3, dim=1)  # b, c, hw each
+    q = F.normalize(q.reshape(b, heads, d, -1), dim=-1)  # normalised along the spatial axis
+    k = F.normalize(k.reshape(b, heads, d, -1), dim=-1)
+    attn = (q @ k.transpose(-2, -1) * mod.temperature).softmax(-1)  # b, heads, d, d
+    out = (attn @ v.reshape(b, heads, d, -1)).reshape(b, c, h, w).permute(0, 2, 3, 1)
+    return mod.proj(out)
+
+
+def _isca(heads):
     torch.manual_seed(1)
     mod = IntraScaleChannelAttention(12, heads)
     with torch.no_grad():
         mod.temperature.uniform_(0.5, 2.0)
-    d = 12 // heads
+    return mod
+
+
+@pytest.mark.parametrize('heads', [1, 3])
+@pytest.mark.parametrize('with_residual', [True, False])
+def test_isca_matches_formula(heads, with_residual):
+    """Output and gradients (input and every parameter) against the formula, one head and several."""
+    mod = _isca(heads)
     x = torch.randn(2, 9, 7, 12, requires_grad=True)
-    qkv = mod.qkv_dw(mod.qkv(x).permute(0, 3, 1, 2))  # b, 3c, h, w
-    q, k, v = qkv.flatten(2).chunk(3, dim=1)  # b, c, hw each
-    q = F.normalize(q.reshape(2, heads, d, -1), dim=-1)  # normalised along the spatial axis
-    k = F.normalize(k.reshape(2, heads, d, -1), dim=-1)
-    attn = (q @ k.transpose(-2, -1) * mod.temperature).softmax(-1)  # b, heads, d, d
-    out = (attn @ v.reshape(2, heads, d, -1)).reshape(2, 12, 9, 7).permute(0, 2, 3, 1)
-    expected = mod.proj(out) + x if with_residual else mod.proj(out)
+    expected = _isca_formula(mod, x) + x if with_residual else _isca_formula(mod, x)
     g = torch.randn_like(expected)
     want = torch.autograd.grad(expected, [x, *mod.parameters()], g)
     got_out = mod(x, residual=x if with_residual else None)
@@ -32,6 +43,40 @@ def test_isca_matches_formula(heads, with_residual):
     got = torch.autograd.grad(got_out, [x, *mod.parameters()], g)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('heads', [1, 3])
+@pytest.mark.parametrize('budget', [1, None])
+def test_isca_inference_matches_formula(monkeypatch, heads, budget):
+    """Inference (two passes over row strips: one row each with budget 1) and its row-wise output against Eq. 2."""
+    import mpt_arch.row_strips as row_strips
+
+    if budget is not None:
+        monkeypatch.setattr(row_strips, 'STRIP_BYTES', budget)
+    mod = _isca(heads)
+    x, res = torch.randn(2, 9, 7, 12), torch.randn(2, 9, 7, 12)
+    with torch.no_grad():
+        expected = _isca_formula(mod, x)
+        torch.testing.assert_close(mod(x), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(mod(x, residual=res), expected + res, rtol=1e-5, atol=1e-5)
+        values, mixing = mod.values_and_mixing(x)
+        rows = mod.output_rows(values, mixing, res, 1, 3, 6)
+        torch.testing.assert_close(rows, (expected + res)[1:2, 3:6], rtol=1e-5, atol=1e-5)
+
+
+def test_isca_initial_temperature_and_flat_maps():
+    """The temperature starts at 1 per head; an all-zero map (zero q and k norms) gives finite outputs and
+    gradients."""
+    mod = IntraScaleChannelAttention(12, 3)
+    assert torch.equal(mod.temperature, torch.ones(3, 1, 1))
+    for heads in (1, 3):
+        mod = IntraScaleChannelAttention(12, heads)
+        x = torch.zeros(1, 5, 6, 12, requires_grad=True)
+        out = mod(x)
+        out.sum().backward()
+        assert torch.isfinite(out).all() and all(torch.isfinite(p.grad).all() for p in mod.parameters())
+        with torch.no_grad():
+            assert torch.isfinite(mod(x)).all()
 
 
 def test_fefn_matches_eq3_with_cswa_shortcut():
