@@ -228,6 +228,19 @@ def test_bad_scale_raises():
         CrossScaleWindowAttention(9, 2, 0.5, M)
 
 
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(pairing='grid'), "CSWA pairing must be 'region' (paper) or 'raster' (authors' code), got 'grid'"),
+    (dict(dim=9), 'CSWA dim 9 is not divisible by heads 2'),
+    (dict(window_size=0), 'window_size must be an even integer >= 2, got 0'),
+    (dict(window_size=3), 'window_size must be an even integer >= 2, got 3'),
+    (dict(window_size=1), 'window_size must be an even integer >= 2, got 1'),
+])
+def test_constructor_errors_name_the_value(kwargs, message):
+    with pytest.raises(ValueError) as err:
+        CrossScaleWindowAttention(**{'dim': 8, 'heads': 2, 'scale': 0.5, 'window_size': M, **kwargs})
+    assert str(err.value) == message
+
+
 def test_printed_settings():
     """The module's printout (``print(net)``) names its scale, window and the switches that differ from the paper."""
     assert CrossScaleWindowAttention(8, 2, 0.25, M).extra_repr() == f'dim=8, heads=2, scale=1/4, M={M}, shifted=False'
