@@ -128,3 +128,80 @@ def test_folder_is_self_contained_for_drop_in():
                     assert path.name == '__init__.py', path
                 else:
                     assert root in allowed, f'{path.name} imports {name}'
+
+
+def _unet(model, x):
+    """Fig. 2 written out: pad (reflect, replicate where the pad exceeds the size), Conv3x3 in, encoder blocks with
+    Conv3x3(C->C/2)+PixelUnshuffle downs, latent, PixelShuffle ups added to the skips, decoders, Conv3x3 out,
+    crop, global residual."""
+    import torch.nn.functional as F
+
+    h, w = x.shape[-2:]
+    m = model.pad_multiple
+    ph, pw = -h % m, -w % m
+    padded = F.pad(x, (0, pw, 0, ph), mode='reflect' if ph < h and pw < w else 'replicate') if ph or pw else x
+    nhwc = lambda t: t.permute(0, 2, 3, 1)  # noqa: E731
+    nchw = lambda t: t.permute(0, 3, 1, 2)  # noqa: E731
+    feat, skips = nhwc(model.conv_in(padded)), []
+    for lvl in range(model.levels - 1):
+        feat = model.encoders[lvl](feat)
+        skips.append(feat)
+        down = model.downs[lvl].body
+        feat = nhwc(F.pixel_unshuffle(down[0](nchw(feat)), 2))
+    feat = model.latent(feat)
+    for lvl in reversed(range(model.levels - 1)):
+        feat = model.decoders[lvl](nhwc(F.pixel_shuffle(model.ups[lvl].body[0](nchw(feat)), 2)) + skips[lvl])
+    out = model.conv_out(nchw(feat))[..., :h, :w]
+    return out + x if model.out_chans == model.in_chans else out
+
+
+@pytest.mark.parametrize('shape, out_chans', [((2, 1, 13, 22), None), ((1, 3, 5, 3), None), ((1, 1, 16, 24), 2)])
+def test_forward_is_the_unet_of_fig2(shape, out_chans):
+    """Training and inference against the U-Net written out, with reflect or replicate padding and without."""
+    torch.manual_seed(0)
+    model = MPT(in_chans=shape[1], out_chans=out_chans, **TINY)
+    assert [b.dim for b in (model.encoders[0].blocks[0].cswa, model.latent.blocks[0].cswa)] == [8, 64]
+    x = torch.rand(shape)
+    ref = _unet(model, x)
+    torch.testing.assert_close(model(x), ref, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), ref.detach(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(compat='theirs'), "MPT compat must be None (the paper's network) or 'authors', got 'theirs'"),
+    (dict(compat='authors', npconv=False), "MPT compat='authors' exists for the paper's variant only "
+     "(attention='cswa+isca', ffn='fefn', downsample='avgpool', npconv=True)"),
+    (dict(in_chans=0), 'MPT in_chans must be a positive int, got 0'),
+    (dict(out_chans=2.0), 'MPT out_chans must be a positive int, got 2.0'),
+    (dict(dim=-8), 'MPT dim must be a positive int, got -8'),
+    (dict(num_blocks=(), heads=(), scales=()), 'MPT num_blocks must be a non-empty list of positive ints, got []'),
+    (dict(num_blocks=(2, 0, 2, 2)), 'MPT num_blocks must be a non-empty list of positive ints, got [2, 0, 2, 2]'),
+    (dict(heads=(1, 1, 2)), 'MPT heads [1, 1, 2] must have one entry per level (4 levels)'),
+    (dict(scales=((0.5, 1),) * 3), 'MPT scales must have one list per level (4 levels), got 3'),
+    (dict(scales=((0.5,), (0.5, 1), (0.5, 1), (1, 1))), 'MPT scales[0] = [0.5] must have num_blocks[0] = 2 entries'),
+    (dict(heads=(1, 3, 2, 2)), 'MPT level 2: dim 16 is not divisible by heads 3'),
+    (dict(window_size=5), 'MPT window_size must be an even int >= 2, got 5'),
+    (dict(window_size=0), 'MPT window_size must be an even int >= 2, got 0'),
+    (dict(dim=7, heads=(1, 1, 1, 1)), 'MPT dim must be even for the Conv3x3(C->C/2) down-sampling, got 7'),
+])
+def test_argument_errors_name_the_value(kwargs, message):
+    with pytest.raises(ValueError) as err:
+        MPT(**{**TINY, **kwargs})
+    assert str(err.value) == message
+
+
+def test_one_level_and_paper_defaults():
+    """A single level has no down/up-sampling (odd dim allowed); the defaults are the paper's configuration."""
+    one = MPT(in_chans=1, dim=5, num_blocks=(1,), heads=(1,), scales=((1,),), window_size=2)
+    assert (len(one.encoders), len(one.downs), one.pad_multiple) == (0, 0, 1)
+    assert one(torch.rand(1, 1, 7, 9)).shape == (1, 1, 7, 9)
+    paper = MPT()
+    assert (paper.in_chans, paper.out_chans, paper.levels, paper.compat, paper.pad_multiple) == (3, 3, 4, None, 8)
+    assert [len(b.blocks) for b in (*paper.encoders, paper.latent)] == [6, 6, 6, 6]
+    assert [b.blocks[0].cswa.heads for b in (*paper.encoders, paper.latent)] == [1, 2, 4, 8]
+    assert [b.blocks[0].cswa.dim for b in (*paper.encoders, paper.latent)] == [40, 80, 160, 320]
+    assert [[s.cswa.ratio for s in b.blocks] for b in (*paper.encoders, paper.latent)] == [
+        [8, 8, 4, 4, 1, 1], [4, 4, 2, 2, 1, 1], [2, 2, 2, 2, 1, 1], [2, 2, 2, 2, 1, 1]]
+    assert paper.encoders[0].blocks[0].cswa.window_size == 8 and paper.encoders[0].blocks[0].fefn.spatial_in.\
+        out_features == int(40 * 2.6)
