@@ -234,6 +234,9 @@ def test_bad_scale_raises():
     (dict(window_size=0), 'window_size must be an even integer >= 2, got 0'),
     (dict(window_size=3), 'window_size must be an even integer >= 2, got 3'),
     (dict(window_size=1), 'window_size must be an even integer >= 2, got 1'),
+    (dict(downsample='median'), "MPT downsample must be one of 'avgpool', 'no_shortcut', 'no_linear', 'maxpool', "
+     "'conv', 'conv_full', 'bicubic'; got 'median'"),
+    (dict(npconv='yes'), "MPT npconv must be true or false, got 'yes'"),
 ])
 def test_constructor_errors_name_the_value(kwargs, message):
     with pytest.raises(ValueError) as err:
@@ -250,6 +253,9 @@ def test_printed_settings():
     paper = CrossScaleWindowAttention(8, 2, 0.5)  # the defaults are the paper's CSWA (Sec. 4.1: M = 8)
     assert paper.extra_repr() == 'dim=8, heads=2, scale=1/2, M=8, shifted=False'
     assert paper.down is None and paper.down_proj is not None and paper.q_dw is not None and paper.kv_dw is not None
+    assert (paper.downsample, paper.npconv) == ('avgpool', True)
+    variant = CrossScaleWindowAttention(8, 2, 0.5, downsample='maxpool', npconv=False)
+    assert (variant.downsample, variant.npconv, variant.down.variant) == ('maxpool', False, 'maxpool')
 
 
 @pytest.mark.parametrize('scale', [1, 0.5])
