@@ -317,3 +317,46 @@ def test_authors_pairing_gradients_match_finite_differences():
         mod.rpb_table.normal_(0, 1)
     x = torch.randn(1, 4, 8, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(mod, (x,), eps=1e-6, atol=1e-6, fast_mode=True)
+
+
+@pytest.mark.parametrize('scale, message', [
+    (0, 'CSWA scale must be 1/2^k with 0 < scale <= 1, got 0'),
+    (-0.5, 'CSWA scale must be 1/2^k with 0 < scale <= 1, got -0.5'),
+    (1.5, 'CSWA scale must be 1/2^k with 0 < scale <= 1, got 1.5'),
+    ('1/2', "CSWA scale must be 1/2^k with 0 < scale <= 1, got '1/2'"),
+    (1 / 3, 'CSWA scale must be 1/2^k (1, 1/2, 1/4, 1/8, ...), got 0.3333333333333333'),
+    (0.26, 'CSWA scale must be 1/2^k (1, 1/2, 1/4, 1/8, ...), got 0.26'),
+])
+def test_scale_errors_name_the_value(scale, message):
+    with pytest.raises(ValueError) as err:
+        scale_ratio(scale)
+    assert str(err.value) == message
+    assert [scale_ratio(s) for s in (1, 1.0, 0.5, 0.25, 0.125, 2**-6)] == [1, 1, 2, 4, 8, 64]
+
+
+def test_initial_parameters():
+    """logit scale log(10) per head (scaled cosine attention), relative position bias ~ N(0, 0.02) (Swin), the
+    authors' raw temperature 1; at scale 1 no down-sampling parameters whatever the variant."""
+    mod = CrossScaleWindowAttention(16, 8, 0.5, 8)
+    assert torch.equal(mod.logit_scale, torch.full((8,), math.log(10.0)))
+    table = mod.rpb_table.detach()
+    assert table.shape == (225, 8) and 0.017 < float(table.std()) < 0.023
+    assert float(table.abs().max()) < 0.2 and 'rp_index' not in mod.state_dict()
+    raster = CrossScaleWindowAttention(16, 8, 0.5, 8, pairing='raster')
+    assert torch.equal(raster.temperature, torch.ones(8)) and not hasattr(raster, 'logit_scale')
+    plain = set(CrossScaleWindowAttention(8, 2, 1, M).state_dict())
+    for variant in ('conv', 'conv_full', 'maxpool', 'no_linear'):
+        assert set(CrossScaleWindowAttention(8, 2, 1, M, downsample=variant).state_dict()) == plain, variant
+
+
+def test_analysis_record_only_when_asked():
+    """Nothing is recorded by default (no attention kept in memory); keep_attention = True records the last call."""
+    mod = _module(0.5, True)
+    names = ('last_attention', 'last_query_xy', 'last_key_xy', 'last_query_valid', 'last_map_size')
+    assert mod.keep_attention is False and all(getattr(mod, n) is None for n in names)
+    with torch.no_grad():
+        mod(torch.randn(1, 16, 16, 8))
+        assert all(getattr(mod, n) is None for n in names)
+        mod.keep_attention = True
+        mod(torch.randn(1, 16, 16, 8))
+    assert all(getattr(mod, n) is not None for n in names)
