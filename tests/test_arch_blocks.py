@@ -79,6 +79,25 @@ def test_isca_initial_temperature_and_flat_maps():
             assert torch.isfinite(mod(x)).all()
 
 
+@pytest.mark.parametrize('heads', [1, 3])
+def test_isca_is_scale_equivariant(heads):
+    """q and k are L2-normalised (cosine attention) and Q, K, V are linear in x: ISCA(s x) = s ISCA(x), also for
+    maps whose norms are far below 1 (training and inference)."""
+    mod = _isca(heads)
+    x = torch.randn(1, 6, 5, 12)
+    ref = mod(x).detach()
+    for s in (1e-4, 1e3):
+        torch.testing.assert_close(mod(s * x), s * ref, rtol=1e-4, atol=1e-6 * s)
+        with torch.no_grad():
+            torch.testing.assert_close(mod(s * x), s * ref, rtol=1e-4, atol=1e-6 * s)
+
+
+def test_isca_heads_must_divide_dim():
+    with pytest.raises(ValueError) as err:
+        IntraScaleChannelAttention(12, 5)
+    assert str(err.value) == 'ISCA dim 12 is not divisible by heads 5'
+
+
 def test_fefn_matches_eq3_with_cswa_shortcut():
     mod = FeatureEnhancingFFN(10, 2.6)
     x1, x2 = torch.randn(1, 5, 6, 10), torch.randn(1, 5, 6, 10)
