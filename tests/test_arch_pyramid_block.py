@@ -56,6 +56,8 @@ def test_sub_block_branches_and_switches():
     assert (paper.cswa.ratio, paper.cswa.window_size, paper.cswa.shifted, paper.cswa.heads) == (4, 4, True, 2)
     assert paper.cswa.pairing == 'region' and paper.fefn.shortcut == 'spatial' and type(paper.fefn) is \
         FeatureEnhancingFFN and paper.fefn.spatial_in.out_features == int(8 * 2.6)
+    assert paper.cswa.npconv and paper.cswa.downsample == 'avgpool' and paper.cswa.down is None
+    assert PyramidSubBlock(8, 2, 0.5, 4, False, 2.0).fefn.spatial_in.out_features == 16  # alpha reaches FEFN
     authors = PyramidSubBlock(8, 2, 0.25, 4, True, 2.6, compat='authors')
     assert authors.cswa.pairing == 'raster' and authors.fefn.shortcut == 'channel'
     wa = PyramidSubBlock(8, 2, 0.25, 4, False, 2.6, attention='wa+wa', downsample='maxpool', npconv=False)
@@ -97,3 +99,34 @@ def test_analysis_hooks_take_the_unfused_path():
         explicit = block(x)
     torch.testing.assert_close(explicit, fused, rtol=1e-4, atol=1e-5)
     assert block.cswa.last_attention is not None and isinstance(block.cswa, CrossScaleWindowAttention)
+
+
+def test_inference_memory_paths(monkeypatch):
+    """Inference of the paper's sub-block is fused into FEFN's row loop (no full x1 / x2 maps); other branch pairs
+    let FEFN write its result into the first branch's output (no new full-size buffer). Training takes neither."""
+    paper = PyramidSubBlock(8, 2, 0.5, 4, True, 2.6)
+    calls = []
+    original = PyramidSubBlock._fused_inference
+    monkeypatch.setattr(PyramidSubBlock, '_fused_inference', lambda self, *a: calls.append(1) or original(self, *a))
+    x = torch.randn(1, 8, 16, 8)
+    with torch.no_grad():
+        out = paper(x)
+        assert len(calls) == 1
+        paper.cswa.keep_attention = True  # the analysis hooks need CSWA's explicit path
+        paper(x)
+        assert len(calls) == 1
+    paper.cswa.keep_attention = False
+    paper(x)  # training: autograd path
+    assert len(calls) == 1 and out.shape == x.shape
+
+    pair = PyramidSubBlock(8, 2, 0.5, 4, True, 2.6, attention='cswa+cswa')
+    seen = []
+    pair.cswa.register_forward_hook(lambda module, args, kwargs_out: seen.append(kwargs_out.data_ptr()))
+    with torch.no_grad():
+        out = pair(x)
+    assert out.data_ptr() == seen[-1]
+    assert pair(x).data_ptr() != seen[-1]  # training keeps the branch output for the backward
+
+
+def test_block_shifts_by_default():
+    assert [b.cswa.shifted for b in PyramidBlock(8, 2, (1, 1, 1), 4, 2.6).blocks] == [False, True, False]
