@@ -121,7 +121,7 @@ def test_inference_memory_paths(monkeypatch):
 
     pair = PyramidSubBlock(8, 2, 0.5, 4, True, 2.6, attention='cswa+cswa')
     seen = []
-    pair.cswa.register_forward_hook(lambda module, args, kwargs_out: seen.append(kwargs_out.data_ptr()))
+    pair.cswa.register_forward_hook(lambda module, args, output: seen.append(output.data_ptr()))
     with torch.no_grad():
         out = pair(x)
     assert out.data_ptr() == seen[-1]
