@@ -157,7 +157,8 @@ def _unet(model, x):
     return out + x if model.out_chans == model.in_chans else out
 
 
-@pytest.mark.parametrize('shape, out_chans', [((2, 1, 13, 22), None), ((1, 3, 5, 3), None), ((1, 1, 16, 24), 2)])
+@pytest.mark.parametrize('shape, out_chans', [((2, 1, 13, 22), None), ((1, 3, 5, 3), None), ((1, 1, 16, 24), 2),
+                                              ((1, 1, 4, 13), None), ((1, 1, 13, 4), None)])
 def test_forward_is_the_unet_of_fig2(shape, out_chans):
     """Training and inference against the U-Net written out, with reflect or replicate padding and without."""
     torch.manual_seed(0)
@@ -170,7 +171,26 @@ def test_forward_is_the_unet_of_fig2(shape, out_chans):
         torch.testing.assert_close(model.eval()(x), ref.detach(), rtol=1e-4, atol=1e-5)
 
 
+def test_inference_adds_the_skips_in_place():
+    """Without autograd the decoder input is the up-sampled map itself, the skip added into it (no new map)."""
+    model = MPT(in_chans=1, **TINY).eval()
+    ups, decoder_inputs = [], []
+    for up, dec in zip(model.ups, model.decoders):
+        up.register_forward_hook(lambda module, args, output: ups.append(output.data_ptr()))
+        dec.register_forward_pre_hook(lambda module, args: decoder_inputs.append(args[0].data_ptr()))
+    with torch.no_grad():
+        model(torch.rand(1, 1, 16, 16))
+    assert len(ups) == 3 and decoder_inputs == ups
+
+
 @pytest.mark.parametrize('kwargs, message', [
+    (dict(attention='cswa'), "MPT attention must be one of 'cswa+isca', 'cswa+cswa', 'wa+wa', 'isca+isca', "
+     "'wa+isca'; got 'cswa'"),
+    (dict(ffn='mlp'), "MPT ffn must be one of 'fefn', 'cat_gelu', 'add_gelu', 'reversed'; got 'mlp'"),
+    (dict(downsample='none'), "MPT downsample must be one of 'avgpool', 'no_shortcut', 'no_linear', 'maxpool', "
+     "'conv', 'conv_full', 'bicubic'; got 'none'"),
+    (dict(npconv=1), 'MPT npconv must be true or false, got 1'),
+    (dict(shift_windows='no'), "MPT shift_windows must be true or false, got 'no'"),
     (dict(compat='theirs'), "MPT compat must be None (the paper's network) or 'authors', got 'theirs'"),
     (dict(compat='authors', npconv=False), "MPT compat='authors' exists for the paper's variant only "
      "(attention='cswa+isca', ffn='fefn', downsample='avgpool', npconv=True)"),
