@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import mpt_arch.row_strips as row_strips
 from mpt_arch.fefn import FeatureEnhancingFFN
 from mpt_arch.isca import IntraScaleChannelAttention
 
@@ -49,8 +50,6 @@ def test_isca_matches_formula(heads, with_residual):
 @pytest.mark.parametrize('budget', [1, None])
 def test_isca_inference_matches_formula(monkeypatch, heads, budget):
     """Inference (two passes over row strips: one row each with budget 1) and its row-wise output against Eq. 2."""
-    import mpt_arch.row_strips as row_strips
-
     if budget is not None:
         monkeypatch.setattr(row_strips, 'STRIP_BYTES', budget)
     mod = _isca(heads)
@@ -67,10 +66,9 @@ def test_isca_inference_matches_formula(monkeypatch, heads, budget):
 def test_isca_initial_temperature_and_flat_maps():
     """The temperature starts at 1 per head; an all-zero map (zero q and k norms) gives finite outputs and
     gradients."""
-    mod = IntraScaleChannelAttention(12, 3)
-    assert torch.equal(mod.temperature, torch.ones(3, 1, 1))
     for heads in (1, 3):
         mod = IntraScaleChannelAttention(12, heads)
+        assert torch.equal(mod.temperature, torch.ones(heads, 1, 1))
         x = torch.zeros(1, 5, 6, 12, requires_grad=True)
         out = mod(x)
         out.sum().backward()

@@ -221,14 +221,8 @@ def test_locality_of_region(scale, shifted):
         assert _region_output_changes(mod, x, region, (start + R - 1, start + R - 1))
 
 
-def test_bad_scale_raises():
-    with pytest.raises(ValueError, match='1/2'):
-        CrossScaleWindowAttention(8, 2, 0.3, M)
-    with pytest.raises(ValueError, match='divisible'):
-        CrossScaleWindowAttention(9, 2, 0.5, M)
-
-
 @pytest.mark.parametrize('kwargs, message', [
+    (dict(scale=0.3), 'CSWA scale must be 1/2^k (1, 1/2, 1/4, 1/8, ...), got 0.3'),
     (dict(pairing='grid'), "CSWA pairing must be 'region' (paper) or 'raster' (authors' code), got 'grid'"),
     (dict(dim=9), 'CSWA dim 9 is not divisible by heads 2'),
     (dict(window_size=0), 'window_size must be an even integer >= 2, got 0'),
