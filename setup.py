@@ -8,7 +8,7 @@ from setuptools.command.build_py import build_py
 # bioimage.io export (mpt-export-bioimageio); bioimageio.spec 0.5.12.0 (pinned by core 0.11.0) fails with pydantic 2.14
 BIOIMAGEIO = ['bioimageio.core==0.11.0', 'pydantic==2.13.5', 'pydantic-core==2.46.5']
 
-PACKAGES = ('mpt_arch', 'mpt_losses', 'mpt_data', 'mpt_models', 'mpt_metrics', 'mpt_plugin', 'mpt_deploy')
+PACKAGES = ('mpt_common', 'mpt_arch', 'mpt_losses', 'mpt_data', 'mpt_models', 'mpt_metrics', 'mpt_plugin', 'mpt_deploy')
 
 # Start-up hook that registers the plugin whenever `basicsr` is imported (see mpt_plugin/autoload.py).
 AUTOLOAD_PTH = 'mpt_basicsr_plugin.pth'
@@ -53,11 +53,11 @@ setup(
         'scikit-image',
         'matplotlib',
     ],
-    # the shipped starter models (weights, option file, reference output, model card; scripts/train_starter_models.py)
+    # the shipped starter models (weights, option file, reference output, model card; tools/train_starter_models.py)
     package_data={'mpt_deploy': ['starter_models/*.pth', 'starter_models/*.yml', 'starter_models/*.json',
                                  'starter_models/*.md']},
     extras_require={'test': ['pytest', 'ruff', *BIOIMAGEIO], 'bioimageio': BIOIMAGEIO,
-                    'mutation': ['mutmut==3.8.1', 'pytest']},  # scripts/mutation_test.py
+                    'mutation': ['mutmut==3.8.1', 'pytest']},  # tools/mutation_test.py
     cmdclass={'build_py': BuildPyWithAutoload},
     entry_points={'console_scripts': ['mpt-train = mpt_plugin.cli:train_main', 'mpt-test = mpt_plugin.cli:test_main',
                                       'mpt-deblur = mpt_deploy.deblur:main',

@@ -55,11 +55,11 @@ def check_flag(name: str, value: object) -> bool:
 def branch_slots(attention: str) -> tuple[tuple[str, str], tuple[str, str]]:
     """``((name, kind), (name, kind))`` of the two branches of ``attention`` (Table 3).
 
-    A branch is named after its module class (``cswa`` for CSWA and WA, ``isca`` for ISCA), the second of two
-    equal classes with a ``2`` suffix, so the default keeps its ``cswa`` / ``isca`` parameter names.
+    A branch is named after its kind, WA after its module class (``cswa``), the second of two equal names with a
+    ``2`` suffix, so the default keeps its ``cswa`` / ``isca`` parameter names.
     """
     kinds = ATTENTION_PAIRS[check_choice('attention', attention, tuple(ATTENTION_PAIRS))]
-    names = ['isca' if k == 'isca' else 'cswa' for k in kinds]
+    names = [{'wa': 'cswa'}.get(k, k) for k in kinds]
     if names[0] == names[1]:
         names[1] += '2'
     return (names[0], kinds[0]), (names[1], kinds[1])

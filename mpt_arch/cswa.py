@@ -55,7 +55,7 @@ class CrossScaleWindowAttention(nn.Module):
     Authors' compatibility (``pairing='raster'``, used by ``MPT(compat='authors')``): the layout of
     ``region_geometry.build_authors_layout`` (raster-order pairing, query depthwise conv on the regrouped frame,
     the authors' shift and -100 mask) and a raw, unclamped per-head temperature ``temperature`` ``(heads,)`` in
-    place of ``logit_scale`` (REFERENCE.md, "The authors' checkpoints", differences 1-5). Map sizes must then be
+    place of ``logit_scale`` (docs/guides/authors_weights.md, differences 1-5). Map sizes must then be
     multiples of ``r M`` (``MPT`` pads its input accordingly).
 
     Analysis hooks: set ``keep_attention = True`` to compute attention explicitly and keep, for the last call,

@@ -21,8 +21,8 @@ class FeatureEnhancingFFN(nn.Module):
 
     ``x1'`` = Linear(LN_a(x1)) (spatial/CSWA path), ``x2'`` = DW3x3(Conv1x1(LN_b(x2))) (channel/ISCA path), both
     ``alpha * C`` wide (``int(C * alpha)``); the shortcut is ``x1`` as in the paper (the authors' code adds the
-    ISCA branch instead: ``shortcut='channel'``, used by ``MPT(compat='authors')``; REFERENCE.md, "The authors'
-    checkpoints", difference 6). Channels-last ``(B, H, W, C)`` in and out.
+    ISCA branch instead: ``shortcut='channel'``, used by ``MPT(compat='authors')``; docs/guides/authors_weights.md,
+    difference 6). Channels-last ``(B, H, W, C)`` in and out.
     """
 
     def __init__(self, dim: int, expansion: float = 2.6, shortcut: str = 'spatial') -> None:

@@ -70,7 +70,7 @@ class MPT(nn.Module):
             code, so their checkpoints (converted by ``mpt_deploy.authors_checkpoint``) run exactly: raster-order
             CSWA pairing with the query depthwise conv on the regrouped layout, their shift and -100 mask, a raw
             unclamped CSWA ``temperature`` (instead of ``logit_scale``) and the FEFN shortcut from the ISCA branch
-            (REFERENCE.md, "The authors' checkpoints", differences 1-6). Only with the paper's branch, FFN and
+            (docs/guides/authors_weights.md, differences 1-6). Only with the paper's branch, FFN and
             down-sampling choices.
 
     Any ``H x W`` is accepted: the input is reflection-padded to a multiple of ``2^(L-1)`` (needed by the pixel

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 from torch import nn
@@ -13,6 +13,25 @@ from .fefn import FeatureEnhancingFFN
 from .isca import IntraScaleChannelAttention
 from .layer_norm import ChannelLayerNorm
 from .row_strips import use_strips
+
+
+def _window_attention(scale_of: Callable[[float], float]) -> Callable[..., nn.Module]:
+    def build(dim: int, heads: int, scale: float, window_size: int, shifted: bool, downsample: str, npconv: bool,
+              **cswa_extra) -> nn.Module:
+        return CrossScaleWindowAttention(dim, heads, scale_of(scale), window_size, shifted, downsample, npconv,
+                                         **cswa_extra)
+
+    return build
+
+
+# Table 3's branch kinds and how a sub-block builds each; every branch is called as ``branch(y, residual=x)`` and
+# returns ``x + attention(y)``. A new attention for an ablation: its module, one entry here, its pair in
+# ablation.ATTENTION_PAIRS (docs/developer/extending.md).
+BRANCH_BUILDERS: Dict[str, Callable[..., nn.Module]] = {
+    'cswa': _window_attention(lambda scale: scale),
+    'wa': _window_attention(lambda scale: 1),  # plain shifted window attention = CSWA at scale 1
+    'isca': lambda dim, heads, *args, **kwargs: IntraScaleChannelAttention(dim, heads),
+}
 
 
 class PyramidSubBlock(nn.Module):
@@ -35,12 +54,8 @@ class PyramidSubBlock(nn.Module):
         self.norm = ChannelLayerNorm(dim)
         self.branches = tuple(name for name, _ in branch_slots(attention))
         for name, kind in branch_slots(attention):
-            if kind == 'isca':
-                setattr(self, name, IntraScaleChannelAttention(dim, heads))
-            else:  # 'wa' = CSWA at scale 1 (plain shifted window attention)
-                setattr(self, name, CrossScaleWindowAttention(
-                    dim, heads, 1 if kind == 'wa' else scale, window_size, shifted, downsample, npconv,
-                    **cswa_extra))
+            setattr(self, name, BRANCH_BUILDERS[kind](dim, heads, scale, window_size, shifted, downsample, npconv,
+                                                      **cswa_extra))
         if check_choice('ffn', ffn, FFN_VARIANTS) == 'fefn':
             self.fefn = FeatureEnhancingFFN(dim, ffn_expansion, shortcut='channel' if authors else 'spatial')
         else:

@@ -179,7 +179,7 @@ def build_region_layout(height: int, width: int, ratio: int, window_size: int, s
                         q_valid)
 
 
-AUTHORS_MASK_VALUE = -100.0  # the authors' shift-mask value (REFERENCE.md, authors' checkpoints, difference 4)
+AUTHORS_MASK_VALUE = -100.0  # the authors' shift-mask value (docs/guides/authors_weights.md, difference 4)
 
 
 def authors_multiple(ratio: int, window_size: int) -> int:
@@ -188,7 +188,7 @@ def authors_multiple(ratio: int, window_size: int) -> int:
 
 
 def build_authors_layout(height: int, width: int, ratio: int, window_size: int, shifted: bool) -> RegionLayout:
-    """The authors' raster-order pairing as a layout (REFERENCE.md, "The authors' checkpoints", differences 1-4).
+    """The authors' raster-order pairing as a layout (docs/guides/authors_weights.md, differences 1-4).
 
     With ``Nk`` windows in the down-scaled map, the ``N = r^2 Nk`` full-resolution windows (raster order) are
     regrouped into ``r^2`` sub-images of ``Hk x Wk = H/r x W/r`` pixels, sub-image ``j`` holding windows

@@ -45,12 +45,12 @@ from typing import Dict, Iterable, List, Tuple
 import numpy as np
 from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
-from torch.utils import data
 
 from mpt_data.extra_data import ExtraDatasetMixin
-from mpt_data.file_checks import check_files_enabled, check_samples, note_ignored, raise_unpaired
+from mpt_data.file_checks import note_ignored, raise_unpaired
 from mpt_data.image_io import ImageLoader, ImageReadError, check_same_size, read_lmdb_keys
 from mpt_data.normalization import from_options as normalization_from_options
+from mpt_data.plugin_dataset import PluginDataset
 from mpt_data.transforms import train_augment
 
 FILE_PATTERN = re.compile(r'mcf-z-stacks-03212011_([A-Za-z0-9]+)_s([0-9])_w([0-9])')
@@ -100,9 +100,14 @@ def scan_plane_folder(folder: str) -> Dict[Field, str]:
 
 
 @DATASET_REGISTRY.register()
-class BBBC006Dataset(ExtraDatasetMixin, data.Dataset):
+class BBBC006Dataset(ExtraDatasetMixin, PluginDataset):
     """BBBC006 defocused planes (inputs) paired with the in-focus plane z = 16 (ground truth)."""
 
+    OPTION_KEYS = ('dataroot', 'channel', 'gt_plane', 'input_planes', 'split', 'test_fraction', 'split_seed',
+                   'test_wells')
+    REQUIRED_KEYS = ('dataroot',)
+    DEFAULT_NORMALIZE = 'input_percentile'  # BBBC006 uses a few per cent of the 16-bit range (module docstring)
+    DEFAULT_NAME = 'BBBC006'
     default_in_chans = 1
 
     def __init__(self, opt: dict) -> None:
@@ -124,7 +129,7 @@ class BBBC006Dataset(ExtraDatasetMixin, data.Dataset):
         self.test_fraction = float(opt.get('test_fraction', 0.2))
         self.split_seed = int(opt.get('split_seed', 0))
         self.test_wells = {w.upper() for w in opt['test_wells']} if opt.get('test_wells') else None
-        self.norm = normalization_from_options(opt, default='input_percentile')
+        self.norm = normalization_from_options(opt, default=self.DEFAULT_NORMALIZE)
         self.normalize = self.norm.mode
 
         io_backend = dict(opt.get('io_backend', {'type': 'disk'}))
@@ -135,18 +140,14 @@ class BBBC006Dataset(ExtraDatasetMixin, data.Dataset):
         if not self.samples:
             raise ValueError(f'No BBBC006 pair for split {self.split!r}, channel {channel!r}, input planes '
                              f'{self.input_planes} in {self.root!r}.')
-        if check_files_enabled(opt):
-            self.check_files()
+        self.check_files_if_enabled()
         self.init_extra(opt)
 
-    def check_files(self) -> int:
-        """Read every image header once and report all bad files together (:mod:`mpt_data.file_checks`)."""
+    def header_samples(self) -> list:
+        """Each pair's input and ground truth (:meth:`PluginDataset.check_files`)."""
         name = (lambda p: f'{self.root}[{p}]') if self.is_lmdb else (lambda p: p)
-        samples = [[(name(lq), lambda p=lq: self.loader.read_header(p)),
-                    (name(gt), lambda p=gt: self.loader.read_header(p))] for lq, gt, _ in self.samples]
-        gt_size = self.opt.get('gt_size') if not self.opt.get('use_scale', True) else None
-        return check_samples(samples, self.opt.get('name', 'BBBC006'), 1,
-                             gt_size=int(gt_size) if self.opt.get('phase') == 'train' and gt_size else None)
+        return [[(name(lq), lambda p=lq: self.loader.read_header(p)),
+                 (name(gt), lambda p=gt: self.loader.read_header(p))] for lq, gt, _ in self.samples]
 
     # ---------------------------------------------------------------- indexing
     def _scan_folders(self) -> Dict[int, Dict[Field, str]]:
@@ -196,7 +197,7 @@ class BBBC006Dataset(ExtraDatasetMixin, data.Dataset):
                                     f'site {field[1]}, channel w{field[2]}) in {where!r}')
                     continue
                 samples.append((lq_path, gt[field], field))
-        raise_unpaired(self.opt.get('name', 'BBBC006'), unpaired)
+        raise_unpaired(self.dataset_name, unpaired)
         return samples
 
     @property

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from mpt_common.messages import preview
 from mpt_data.image_io import ImageHeader, ImageReadError
 from mpt_data.normalization import SUPPORTED_DTYPES
 
@@ -53,8 +54,7 @@ def note_ignored(folder: str, names: Iterable[str]) -> List[str]:
     """Log that non-image files of ``folder`` are ignored (not counted, not paired); returns the names."""
     names = sorted(names)
     if names:
-        shown = ', '.join(names[:10]) + (f' and {len(names) - 10} more' if len(names) > 10 else '')
-        _logger().warning(f'Ignoring {len(names)} non-image file(s) in {folder!r}: {shown}.')
+        _logger().warning(f'Ignoring {len(names)} non-image file(s) in {folder!r}: {preview(names, 10)}.')
     return names
 
 

@@ -207,7 +207,7 @@ class ImageLoader:
     def _file_client(self) -> FileClient:
         if self._client is None:
             if self.is_lmdb:
-                from mpt_plugin import lmdb_envs
+                from mpt_data import lmdb_envs
 
                 lmdb_envs.install()  # one environment per folder per process, shared with every other reader
                 self._client = FileClient('lmdb', db_paths=list(self.lmdb_roots.values()),

@@ -122,9 +122,16 @@ def from_options(opt: Mapping[str, Any], default: str = 'dtype') -> Normalizatio
     return Normalization(mode, (low, high), float(norm_max) if norm_max is not None else None)
 
 
-# datasets of this package and their default mode (BasicSR's own datasets divide by the 8-bit maximum)
-DATASET_DEFAULTS = {'BBBC006Dataset': 'input_percentile', 'PairedDefocusDataset': 'dtype',
-                    'UnlabeledDefocusDataset': 'dtype', 'SyntheticDefocusDataset': 'dtype'}
+def dataset_default(ds_type: Any) -> str:
+    """The default mode of a registered dataset type: its ``DEFAULT_NORMALIZE`` (:mod:`mpt_data.plugin_dataset`).
+
+    Types without one (BasicSR's own datasets divide by the 8-bit maximum) and unregistered names: ``dtype``.
+    """
+    from basicsr.utils.registry import DATASET_REGISTRY
+
+    cls = DATASET_REGISTRY.get(str(ds_type)) if str(ds_type) in DATASET_REGISTRY else None
+    return getattr(cls, 'DEFAULT_NORMALIZE', 'dtype')
+
 
 
 def from_train_options(opt: Mapping[str, Any], source: str = 'option file') -> Normalization:
@@ -137,7 +144,7 @@ def from_train_options(opt: Mapping[str, Any], source: str = 'option file') -> N
     for key, ds in (opt.get('datasets') or {}).items():
         if not isinstance(ds, Mapping):
             continue
-        resolved = from_options(ds, DATASET_DEFAULTS.get(str(ds.get('type')), 'dtype'))
+        resolved = from_options(ds, dataset_default(ds.get('type')))
         found[key] = resolved
     if not found:
         return Normalization('dtype')

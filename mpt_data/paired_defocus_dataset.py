@@ -37,12 +37,12 @@ from typing import List, Tuple
 from basicsr.data.data_util import paired_paths_from_lmdb, paired_paths_from_meta_info_file
 from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
-from torch.utils import data
 
 from mpt_data.extra_data import ExtraDatasetMixin
-from mpt_data.file_checks import check_files_enabled, check_samples, note_ignored, raise_unpaired
+from mpt_data.file_checks import note_ignored, raise_unpaired
 from mpt_data.image_io import ImageLoader, check_same_size, is_image_file, read_lmdb_keys
 from mpt_data.normalization import from_options as normalization_from_options
+from mpt_data.plugin_dataset import PluginDataset, read_meta_info
 from mpt_data.transforms import train_augment
 
 LAYOUTS = ('folder', 'dpdd', 'lfdof')
@@ -96,14 +96,24 @@ def _lfdof_gt_index(gt_root: str) -> dict:
 
 
 @DATASET_REGISTRY.register()
-class PairedDefocusDataset(ExtraDatasetMixin, data.Dataset):
+class PairedDefocusDataset(ExtraDatasetMixin, PluginDataset):
     """Blurry/sharp pairs from folders, a meta-info list or LMDB (Sec. 4.1 datasets)."""
+
+    OPTION_KEYS = ('layout', 'dataroot', 'split', 'dataroot_lq', 'dataroot_gt', 'meta_info_file', 'filename_tmpl')
+
+    @classmethod
+    def required_keys(cls, opt, train: bool) -> list:
+        """The data roots of the layout: ``dataroot`` + ``split`` (DPDD, LFDOF by split) or the two folders."""
+        layout = opt.get('layout', 'folder')
+        split_layout = layout == 'dpdd' or (layout == 'lfdof' and 'dataroot' in opt)
+        roots = ['dataroot', 'split'] if split_layout else ['dataroot_lq', 'dataroot_gt']
+        return super().required_keys(opt, train) + roots
 
     def __init__(self, opt: dict) -> None:
         super().__init__()
         self.opt = opt
         self.layout = opt.get('layout', 'folder')
-        self.norm = normalization_from_options(opt, default='dtype')
+        self.norm = normalization_from_options(opt, default=self.DEFAULT_NORMALIZE)
         if self.layout not in LAYOUTS:
             raise ValueError(f'layout must be one of {LAYOUTS}, got {self.layout!r}.')
         io_backend = dict(opt.get('io_backend', {'type': 'disk'}))
@@ -120,19 +130,15 @@ class PairedDefocusDataset(ExtraDatasetMixin, data.Dataset):
             self.samples = self._disk_samples(lq_roots, gt_root)
         if not self.samples:
             raise ValueError(f'No pair found in {lq_roots} / {gt_root!r}.')
-        if check_files_enabled(opt):
-            self.check_files()
+        self.check_files_if_enabled()
         self.init_extra(opt)
 
-    def check_files(self) -> int:
-        """Read every image header once and report all bad files together (:mod:`mpt_data.file_checks`)."""
+    def header_samples(self) -> list:
+        """Each pair's input and ground truth (:meth:`PluginDataset.check_files`)."""
         gt_key = 'gt' if self.is_lmdb else 'default'
-        samples = [[(self._name(lq, lq_key), lambda p=lq, k=lq_key: self.loader.read_header(p, k)),
-                    (self._name(gt, gt_key), lambda p=gt: self.loader.read_header(p, gt_key))]
-                   for lq, lq_key, gt in self.samples]
-        gt_size = self.opt.get('gt_size') if not self.opt.get('use_scale', True) else None
-        return check_samples(samples, self.opt.get('name', 'dataset'), self.loader.in_chans, self.loader.to_gray,
-                             int(gt_size) if self.opt.get('phase') == 'train' and gt_size else None)
+        return [[(self._name(lq, lq_key), lambda p=lq, k=lq_key: self.loader.read_header(p, k)),
+                 (self._name(gt, gt_key), lambda p=gt: self.loader.read_header(p, gt_key))]
+                for lq, lq_key, gt in self.samples]
 
     def _roots(self) -> Tuple[List[str], str]:
         opt = self.opt
@@ -167,8 +173,7 @@ class PairedDefocusDataset(ExtraDatasetMixin, data.Dataset):
             _require_dir(lq_root, 'LFDOF input')
             gt_index = _lfdof_gt_index(gt_root)
             if meta:
-                with open(meta) as fin:
-                    rels = [line.strip().split(' ')[0] for line in fin if line.strip()]
+                rels = read_meta_info(meta)
             else:
                 rels = []
                 for scene in sorted(os.listdir(lq_root)):
@@ -194,7 +199,7 @@ class PairedDefocusDataset(ExtraDatasetMixin, data.Dataset):
                 pairs, missing = pair_folder(lq_root, gt_root, gt_names, tmpl)
                 unpaired += missing
                 samples += [(lq, 'default', gt) for lq, gt in pairs]
-        raise_unpaired(opt.get('name', 'dataset'), unpaired)
+        raise_unpaired(self.dataset_name, unpaired)
         return samples
 
     def _lmdb_samples(self, lq_roots: List[str], gt_root: str) -> list:

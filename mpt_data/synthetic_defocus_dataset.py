@@ -1,5 +1,5 @@
 """Blurry/sharp pairs synthesised on the fly from in-focus images: train a deblur model for a microscope from
-sharp images alone (the physics and ranges are in ``docs/synthetic_data.md``).
+sharp images alone (the physics and ranges are in ``docs/guides/synthetic_data.md``).
 
 Each sample: a sharp image (or a training crop of it) is convolved with a random defocus PSF of
 :mod:`mpt_data.psf` (disk, Gaussian or widefield) and Poisson-Gaussian noise of :mod:`mpt_data.noise` is added.
@@ -42,12 +42,12 @@ import cv2
 import numpy as np
 from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
-from torch.utils import data
 
-from mpt_data.file_checks import check_files_enabled, check_samples, note_ignored
+from mpt_data.file_checks import note_ignored
 from mpt_data.image_io import ImageLoader, is_image_file, read_lmdb_keys
 from mpt_data.noise import poisson_gaussian
 from mpt_data.normalization import from_options as normalization_from_options
+from mpt_data.plugin_dataset import PluginDataset, read_meta_info
 from mpt_data.psf import PSF_TYPES, make_psf
 from mpt_data.transforms import train_augment
 
@@ -161,15 +161,20 @@ def degrade(sharp: np.ndarray, psf: np.ndarray, params: Mapping[str, Any], rng: 
 
 
 @DATASET_REGISTRY.register()
-class SyntheticDefocusDataset(data.Dataset):
+class SyntheticDefocusDataset(PluginDataset):
     """Pairs made from sharp images with random defocus PSFs and camera noise (module docstring)."""
+
+    OPTION_KEYS = ('dataroot_gt', 'meta_info_file', 'psf', 'noise', 'pairs_per_image', 'val_seed', 'val_crop',
+                   'cache_images')
+    DEFAULT_NAME = 'SyntheticDefocusDataset'
+    CHECK_CROP_SIZE = False  # images smaller than a crop are reflect-padded
 
     def __init__(self, opt: dict) -> None:
         super().__init__()
         self.opt = opt
-        self.name = opt.get('name', 'SyntheticDefocusDataset')
+        self.name = self.dataset_name
         self.train = opt.get('phase') == 'train'
-        self.norm = normalization_from_options(opt, default='dtype')
+        self.norm = normalization_from_options(opt, default=self.DEFAULT_NORMALIZE)
         if self.norm.needs_gt:
             raise ValueError(f'{self.name}: normalize: {self.norm.mode} is not available for synthetic pairs '
                              '(the map is computed from the synthesised input).')
@@ -197,17 +202,18 @@ class SyntheticDefocusDataset(data.Dataset):
             self.samples = [(p, 'default') for p in self._disk_paths(roots, opt.get('meta_info_file'))]
         if not self.samples:
             raise ValueError(f'{self.name}: no image in {roots}.')
-        if check_files_enabled(opt):
-            check_samples([[(self._label(p, k), lambda p=p, k=k: self.loader.read_header(p, k))]
-                           for p, k in self.samples], self.name, self.loader.in_chans, self.loader.to_gray)
+        self.check_files_if_enabled()
+
+    def header_samples(self) -> list:
+        """Each sharp image on its own (:meth:`PluginDataset.check_files`)."""
+        return [[(self._label(p, k), lambda p=p, k=k: self.loader.read_header(p, k))] for p, k in self.samples]
 
     @staticmethod
     def _disk_paths(roots: List[str], meta: Optional[str]) -> List[str]:
         if meta:
             if len(roots) != 1:
                 raise ValueError('SyntheticDefocusDataset: meta_info_file needs a single dataroot_gt folder.')
-            with open(meta) as fin:
-                return [osp.join(roots[0], line.strip().split(' ')[0]) for line in fin if line.strip()]
+            return [osp.join(roots[0], rel) for rel in read_meta_info(meta)]
         paths = []
         for root in roots:
             if not osp.isdir(root):

@@ -20,25 +20,28 @@ import os.path as osp
 
 from basicsr.utils import img2tensor, scandir
 from basicsr.utils.registry import DATASET_REGISTRY
-from torch.utils import data
 
 from mpt_data.extra_data import ExtraDatasetMixin
-from mpt_data.file_checks import check_files_enabled, check_samples
 from mpt_data.image_io import IMAGE_EXTENSIONS, ImageLoader, read_lmdb_keys
 from mpt_data.normalization import from_options as normalization_from_options
 from mpt_data.normalization import require_input_only
+from mpt_data.plugin_dataset import PluginDataset, read_meta_info
 from mpt_data.transforms import train_augment
 
 
 @DATASET_REGISTRY.register()
-class UnlabeledDefocusDataset(ExtraDatasetMixin, data.Dataset):
+class UnlabeledDefocusDataset(ExtraDatasetMixin, PluginDataset):
     """Blurry images only, from a folder, a meta-info list or LMDB."""
+
+    OPTION_KEYS = ('dataroot_lq', 'meta_info_file')
+    REQUIRED_KEYS = ('dataroot_lq',)
+    DEFAULT_NAME = 'unlabeled'
 
     def __init__(self, opt: dict) -> None:
         super().__init__()
         self.opt = opt
         root = str(opt['dataroot_lq'])
-        self.norm = normalization_from_options(opt, default='dtype')
+        self.norm = normalization_from_options(opt, default=self.DEFAULT_NORMALIZE)
         require_input_only(self.norm, f'UnlabeledDefocusDataset {root!r}')  # no ground truth here
         io_backend = dict(opt.get('io_backend', {'type': 'disk'}))
         self.is_lmdb = io_backend['type'] == 'lmdb'
@@ -51,8 +54,7 @@ class UnlabeledDefocusDataset(ExtraDatasetMixin, data.Dataset):
                 raise FileNotFoundError(f'Folder {root!r} (dataroot_lq) does not exist.')
             self.loader = ImageLoader(io_backend, None, in_chans, to_gray)
             if opt.get('meta_info_file'):
-                with open(opt['meta_info_file']) as fin:
-                    rels = [line.strip().split(' ')[0] for line in fin if line.strip()]
+                rels = read_meta_info(opt['meta_info_file'])
             else:
                 rels = sorted(scandir(root, suffix=IMAGE_EXTENSIONS, recursive=True))
             self.paths = [osp.join(root, rel) for rel in rels]
@@ -62,18 +64,14 @@ class UnlabeledDefocusDataset(ExtraDatasetMixin, data.Dataset):
         if not self.paths:
             raise ValueError(f'No image found in {root!r}.')
         self.root = root
-        if check_files_enabled(opt):
-            self.check_files()
+        self.check_files_if_enabled()
         self.init_extra(opt)
 
-    def check_files(self) -> int:
-        """Read every image header once and report all bad files together (:mod:`mpt_data.file_checks`)."""
+    def header_samples(self) -> list:
+        """Each blurry image on its own (:meth:`PluginDataset.check_files`)."""
         key = 'lq' if self.is_lmdb else 'default'
         name = (lambda p: f'{self.root}[{p}]') if self.is_lmdb else (lambda p: p)
-        samples = [[(name(p), lambda p=p: self.loader.read_header(p, key))] for p in self.paths]
-        gt_size = self.opt.get('gt_size') if not self.opt.get('use_scale', True) else None
-        return check_samples(samples, self.opt.get('name', 'unlabeled'), self.loader.in_chans, self.loader.to_gray,
-                             int(gt_size) if self.opt.get('phase') == 'train' and gt_size else None)
+        return [[(name(p), lambda p=p: self.loader.read_header(p, key))] for p in self.paths]
 
     def __len__(self) -> int:
         return len(self.paths)

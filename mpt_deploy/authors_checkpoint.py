@@ -1,5 +1,5 @@
-"""The authors' released MPT checkpoints -> ``MPT(compat='authors')`` state dicts (REFERENCE.md, "The authors'
-checkpoints (how to load them exactly)").
+"""The authors' released MPT checkpoints -> ``MPT(compat='authors')`` state dicts (``docs/guides/authors_weights.md``;
+their network is ``models/MPT.py`` of PieceZhang/MPT-CataBlur, commit 6b06096).
 
 Their files are bare state dicts saved from ``DDP(DeblurNet)`` / ``DataParallel`` (keys ``module.Network.*``;
 copies re-saved by their loaders carry ``Network.``, ``module.`` or no prefix). Every tensor is mapped by name (order
@@ -16,9 +16,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from mpt_arch.mpt_arch import PAPER_SCALES
+from mpt_common.messages import preview
+
 PREFIXES = ('module.Network.', 'Network.', 'module.')
-PAPER_SCALES = ((1 / 8, 1 / 8, 1 / 4, 1 / 4, 1, 1), (1 / 4, 1 / 4, 1 / 2, 1 / 2, 1, 1),
-                (1 / 2, 1 / 2, 1 / 2, 1 / 2, 1, 1), (1 / 2, 1 / 2, 1 / 2, 1 / 2, 1, 1))
 _LEVEL = {'encoder_level1': 'encoders.0', 'encoder_level2': 'encoders.1', 'encoder_level3': 'encoders.2',
           'latent': 'latent', 'decoder_level1': 'decoders.0', 'decoder_level2': 'decoders.1',
           'decoder_level3': 'decoders.2'}
@@ -50,10 +51,8 @@ class AuthorsCheckpointError(ValueError):
     """The file is not an authors' MPT checkpoint, or its tensors do not fit ``MPT(compat='authors')``."""
 
 
-def _listing(keys: Sequence[str], show: int = 8) -> str:
-    keys = sorted(keys)
-    more = f' ... (+{len(keys) - show} more)' if len(keys) > show else ''
-    return ', '.join(keys[:show]) + more
+def _listing(keys: Sequence[str]) -> str:
+    return preview(sorted(keys), 8)
 
 
 def unwrap(obj: Any) -> Any:
@@ -126,16 +125,6 @@ def detect_network_opt(sd: Mapping[str, torch.Tensor],
         opt.update(dim=dim, num_blocks=num_blocks, heads=heads, scales=scales, window_size=window,
                    ffn_expansion=expansion)
     return opt
-
-
-def _map_key(key: str) -> Optional[str]:
-    """Plugin name of one authors' key (prefix-stripped); None for keys that have none."""
-    if key in _TOP:
-        return _TOP[key]
-    match = _BLOCK_KEY.match(key)
-    if match and match.group(3) in _BLOCK:
-        return f'{_LEVEL[match.group(1)]}.blocks.{match.group(2)}.{_BLOCK[match.group(3)]}'
-    return None
 
 
 def expected_state_dict(network_opt: Mapping[str, Any]) -> Dict[str, torch.Size]:
@@ -227,7 +216,7 @@ def load_authors_network(path: str, device: str = 'cpu', scales: Optional[Sequen
     ``MPT(compat='authors')`` (in eval mode on ``device``); None for any other file (``mpt-deblur``'s hook)."""
     if not os.path.isfile(path):
         return None  # the caller's own loader reports it
-    from mpt_plugin.checkpoint import check_finite, load_checkpoint
+    from mpt_common.checkpoint import check_finite, load_checkpoint
 
     obj = load_checkpoint(path)  # weights_only=True; a corrupt file is an error naming it
     if not is_authors_state_dict(obj):

@@ -27,7 +27,8 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-import mpt_plugin.compat  # noqa: F401  (before any basicsr import)
+import mpt_common.basicsr_compat  # noqa: F401  (before any basicsr import)
+from mpt_deploy.model_loading import add_network_arguments
 
 INPUT_DTYPES = {'uint16': 65535.0, 'uint8': 255.0}
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -40,8 +41,8 @@ class ExportError(ValueError):
 # --- the one place that reads the normalisation contract (mpt_data.normalization) ----------------------------
 def export_normalization(opt_file: Optional[str]) -> Dict[str, Any]:
     """``DeployedNet`` keywords of the normalisation the network was trained with (``dtype`` without ``-opt``):
-    the same resolution as ``mpt-deblur`` (:func:`mpt_deploy.deblur.inference_normalization`)."""
-    from mpt_deploy.deblur import inference_normalization
+    the same resolution as ``mpt-deblur`` (:func:`mpt_deploy.model_loading.inference_normalization`)."""
+    from mpt_deploy.model_loading import inference_normalization
 
     norm = inference_normalization(opt_file)
     return {'mode': norm.mode, 'percentiles': [float(p) for p in norm.percentiles],
@@ -183,7 +184,7 @@ def write_torchscript(job_file: str) -> None:
     import torch
 
     from mpt_deploy.bioimageio_model import DeployedNet
-    from mpt_deploy.deblur import build_network
+    from mpt_deploy.model_loading import build_network
 
     with open(job_file, encoding='utf-8') as handle:
         job = json.load(handle)
@@ -226,7 +227,7 @@ def export(weights: str, output: str, opt_file: Optional[str] = None, arch: Opti
     from mpt_data.image_io import decode_image
     from mpt_deploy import model_card as cards
     from mpt_deploy.bioimageio_model import DeployedNet
-    from mpt_deploy.deblur import load_network, network_in_chans, network_options
+    from mpt_deploy.model_loading import load_network, network_in_chans, network_options
 
     _check_paths(weights, output, (opt_file, model_card, test_image), overwrite)
     if input_dtype not in INPUT_DTYPES:
@@ -348,10 +349,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('-o', '--output', required=True, help='package to write (.zip)')
     parser.add_argument('-w', '--weights', required=True, help='checkpoint (BasicSR net_g_*.pth or a state dict)')
     parser.add_argument('-opt', '--opt', help='BasicSR option file (network_g; datasets.*.normalize)')
-    parser.add_argument('--arch', help='network type in ARCH_REGISTRY (e.g. MPT), instead of -opt')
-    parser.add_argument('--net-opt', nargs='*', default=[], metavar='KEY=VALUE',
-                        help='network keywords (YAML values), override/extend network_g')
-    parser.add_argument('--param-key', default='auto', help="'auto' (params_ema, else params), a key, or '' (bare)")
+    add_network_arguments(parser)
     parser.add_argument('--tile', type=int, default=256, help='tile size of the model (TorchScript traced at it)')
     parser.add_argument('--overlap', type=int, default=32, help='blending width between tiles')
     parser.add_argument('--context', type=int, default=32, help='discarded margin at inner tile edges')

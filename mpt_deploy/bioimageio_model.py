@@ -150,7 +150,7 @@ def build_deployed_net(network: Dict[str, Any], **deploy: Any) -> DeployedNet:
 
     Needs this plugin installed (``pip install mpt-basicsr``); the state dict's keys start with ``net.``.
     """
-    from mpt_deploy.deblur import build_network, network_in_chans
+    from mpt_deploy.model_loading import build_network, network_in_chans
 
     net = build_network(dict(network))
     out_chans = network.get('out_chans') or network_in_chans(network) or 1

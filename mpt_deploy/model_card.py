@@ -43,7 +43,7 @@ def load_model_card(path: Optional[str] = None) -> Dict[str, Any]:
     card = {k: (list(v) if isinstance(v, list) else v) for k, v in DEFAULTS.items()}
     if path is None:
         return card
-    from mpt_plugin.option_file import load_options
+    from mpt_common.option_file import load_options
 
     data = load_options(path)  # the plugin's safe loader (!!python/ tags refused)
     if not isinstance(data, Mapping):

@@ -3,17 +3,18 @@
 * :func:`plan_outputs` maps each input to ``<output folder>/<file name>`` and refuses (before any work) when an
   output resolves (``os.path.realpath``, so symlinked folders and files count) to an input file, or is the same
   file through a hard link, or when two inputs would write the same output.
-* :func:`atomic_write` writes to a temporary file in the output folder and renames it over the final name
-  (``os.replace``, atomic on one file system): a failure (disk full, permission, a crash) leaves no partial file
-  under the final name, and the error names the file and the cause.
+* :func:`write_output` writes through :func:`mpt_common.atomic.atomic_write` (a temporary file in the output
+  folder, fsync-ed, renamed over the final name): a failure (disk full, permission, a crash) leaves no partial
+  file under the final name, and the error names the file and the cause.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import tempfile
 from typing import Callable, List, Sequence, Tuple
+
+from mpt_common.atomic import atomic_write
 
 CAUSES = {errno.ENOSPC: 'disk full (no space left on device)', errno.EDQUOT: 'disk quota exceeded',
           errno.EACCES: 'permission denied', errno.EPERM: 'operation not permitted',
@@ -52,26 +53,10 @@ def describe(err: OSError) -> str:
     return cause
 
 
-def atomic_write(final: str, write: Callable[[str], None]) -> None:
-    """Call ``write(temporary path)`` in ``final``'s folder, then rename it to ``final``; clean up on failure."""
-    folder = os.path.dirname(os.path.abspath(final))
+def write_output(final: str, write: Callable[[str], None]) -> None:
+    """Atomically write ``final`` by ``write(temporary path)``; an OS error becomes :class:`OutputError` naming it."""
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(final)}.', suffix='.partial', dir=folder)
+        os.makedirs(os.path.dirname(os.path.abspath(final)), exist_ok=True)
+        atomic_write(final, write)
     except OSError as err:
         raise OutputError(f'Cannot write {final!r}: {describe(err)}') from None
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, final)
-    except BaseException as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(err, OSError):
-            raise OutputError(f'Cannot write {final!r}: {describe(err)}') from None
-        raise

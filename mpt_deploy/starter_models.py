@@ -1,9 +1,9 @@
-"""The shipped starter models: small MPTs trained on CPU on synthetic defocus (``docs/starter_models.md``).
+"""The shipped starter models: small MPTs trained on CPU on synthetic defocus (``docs/guides/starter_models.md``).
 
 Each model is four package files in ``mpt_deploy/starter_models/``: ``MPT_starter_<kind>.pth`` (``{'params':
 state dict}``), ``MPT_starter_<kind>.yml`` (the option file it was trained with: network and normalisation),
 ``MPT_starter_<kind>.json`` (the weights' SHA-256 and the output of a fixed input) and ``MPT_starter_<kind>.md``
-(its model card). ``scripts/train_starter_models.py`` writes all four.
+(its model card). ``tools/train_starter_models.py`` writes all four.
 
 ``mpt-deblur -i IN -o OUT`` without ``-w``/``-opt`` picks, per image, the model that fits its colour count
 (:func:`select_kind`): one channel (grayscale planes, stacks) -> ``gray``, three (RGB, or RGBA with alpha kept)
@@ -44,7 +44,7 @@ def starter_model(kind: str, folder: str = STARTER_DIR) -> StarterModel:
     missing = [p for p in model[1:] if not osp.isfile(p)]
     if missing:
         raise StarterModelError(f'Starter model {kind!r} is incomplete in {folder!r} (missing {missing}); '
-                                'reinstall the package or rebuild it with scripts/train_starter_models.py.')
+                                'reinstall the package or rebuild it with tools/train_starter_models.py.')
     return model
 
 
@@ -78,7 +78,7 @@ class StarterNetworks:
     def get(self, kind: str):
         """``(network, network options, normalisation, model)`` of starter model ``kind``."""
         if kind not in self._loaded:
-            from mpt_deploy.deblur import inference_normalization, load_network, network_options
+            from mpt_deploy.model_loading import inference_normalization, load_network, network_options
 
             model = starter_model(kind, self.folder)
             network_opt = network_options(model.options)

@@ -1,6 +1,6 @@
 """Losses registered in BasicSR's LOSS_REGISTRY: EFCR (paper Sec. 3.2) and its helpers."""
 
-import mpt_plugin.compat  # noqa: F401  (before any basicsr import)
+import mpt_common.basicsr_compat  # noqa: F401  (before any basicsr import)
 
 from .efcr_loss import EFCRLoss
 from .haar import haar_dwt

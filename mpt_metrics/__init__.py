@@ -7,7 +7,7 @@ registers its metrics without editing this one.
 import importlib
 from pathlib import Path
 
-import mpt_plugin.compat  # noqa: F401  (before any basicsr import)
+import mpt_common.basicsr_compat  # noqa: F401  (before any basicsr import)
 
 for _path in sorted(Path(__file__).parent.glob('*.py')):
     if _path.stem != '__init__':

@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from basicsr.utils.registry import METRIC_REGISTRY
 
-import mpt_plugin.compat  # noqa: F401  (before any basicsr import)
+import mpt_common.basicsr_compat  # noqa: F401  (before any basicsr import)
 
 _NETS: Dict[Tuple[str, bool, str], object] = {}
 _BACKBONE_WEIGHTS = {'alex': 'AlexNet_Weights', 'vgg': 'VGG16_Weights', 'squeeze': 'SqueezeNet1_1_Weights'}
@@ -152,3 +152,6 @@ def calculate_lpips(img: np.ndarray, img2: Optional[np.ndarray] = None, crop_bor
     b = _to_tensor(img2, input_order, crop_border, 'img2').to(device)
     with torch.no_grad():
         return float(model(a, b).mean())
+
+
+calculate_lpips.check_options = check_lpips_metrics  # run by the start-up option checks (mpt_plugin.option_checks)

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from basicsr.utils.registry import METRIC_REGISTRY
 
-import mpt_plugin.compat  # noqa: F401  (before any basicsr import)
+import mpt_common.basicsr_compat  # noqa: F401  (before any basicsr import)
 
 MEASURES = ('laplacian', 'tenengrad')
 

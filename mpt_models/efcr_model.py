@@ -73,6 +73,11 @@ _EXTRA_KEYS = ('extra_lq', 'extra_gt')
 class EFCRModel(TorchOptimizerMixin, SRModel):
     """SRModel + EFCR regularizer (Eq. 7) + any ``torch.optim`` optimizer (AdamW for the paper)."""
 
+    # the option facts of this model, read by the start-up checks through MODEL_REGISTRY
+    TRAIN_KEYS = ('efcr_opt', 'efcr_mode', 'efcr_reblur', 'log_grad_norm_freq')  # beyond SRModel's train keys
+    REBLUR_KEYS = ('kernel_sizes', 'sigma', 'seed')  # train.efcr_reblur
+    EFCR_MODES = EFCR_MODES
+
     def init_training_settings(self) -> None:
         train_opt = self.opt['train']
         efcr_opt = train_opt.get('efcr_opt')
@@ -97,10 +102,10 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
         self.cri_efcr = build_loss(efcr_opt).to(self.device)
 
         reblur_opt = dict(train_opt.get('efcr_reblur') or {})
-        unknown = set(reblur_opt) - {'kernel_sizes', 'sigma', 'seed'}
+        unknown = set(reblur_opt) - set(self.REBLUR_KEYS)
         if unknown:
             raise ValueError(f'train.efcr_reblur has unknown key(s) {sorted(unknown)}; '
-                             'allowed: kernel_sizes, sigma, seed')
+                             f'allowed: {", ".join(self.REBLUR_KEYS)}')
         self.reblur_kernel_sizes = tuple(reblur_opt.get('kernel_sizes', DEFAULT_KERNEL_SIZES))
         self.reblur_sigma = float(reblur_opt.get('sigma', DEFAULT_SIGMA))
         for size in self.reblur_kernel_sizes:  # fail at start-up, not at the first iteration

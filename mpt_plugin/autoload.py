@@ -4,7 +4,7 @@
 imports this module at interpreter start-up. :func:`install` then only appends a small finder to
 ``sys.meta_path`` (torch is *not* imported). The first time anything imports ``basicsr``:
 
-1. the finder installs the torchvision shim (:mod:`mpt_plugin.compat`), so BasicSR 1.4.2 can import;
+1. the finder installs the torchvision shim (:mod:`mpt_common.basicsr_compat`), so BasicSR 1.4.2 can import;
 2. BasicSR's own ``__init__`` runs unchanged;
 3. right after it has finished, the plugin packages (:data:`PLUGIN_PACKAGES`) are imported, so
    ``type: MPT`` / ``EFCRLoss`` / the datasets / ``model_type: EFCRModel`` / the metrics resolve from YAML,
@@ -12,8 +12,9 @@ imports this module at interpreter start-up. :func:`install` then only appends a
 
 A plugin package that fails to import is reported with a :class:`RuntimeWarning` and skipped, so unrelated
 BasicSR use keeps working. When ``basicsr`` is first imported *by* a plugin package (``import mpt_arch``),
-the packages still being imported are finished by Python itself and the others are imported at the first
-registry lookup instead (a circular import would otherwise see half-initialised modules).
+the packages still being imported are finished by Python itself and the others are imported right away: the
+plugin packages import each other only by submodule (``from mpt_losses.reblur import ...``) and never import
+this glue package, so none of them can see a half-initialised package.
 
 Set ``MPT_BASICSR_PLUGIN=0`` to switch all of this off (then import the packages explicitly).
 """
@@ -32,9 +33,6 @@ from typing import List, Optional, Sequence
 
 ENV_SWITCH = 'MPT_BASICSR_PLUGIN'
 PLUGIN_PACKAGES = ('mpt_arch', 'mpt_losses', 'mpt_data', 'mpt_models', 'mpt_metrics')
-
-_deferred: List[str] = []
-
 
 def enabled() -> bool:
     """False when the environment variable ``MPT_BASICSR_PLUGIN`` is ``0``, ``false``, ``no`` or ``off``."""
@@ -68,32 +66,6 @@ def import_plugins(names: Sequence[str] = PLUGIN_PACKAGES) -> List[str]:
     return loaded
 
 
-def _load_deferred() -> None:
-    while _deferred:
-        pending = [name for name in _deferred if not _in_progress(name)]
-        if not pending:
-            return
-        for name in pending:
-            _deferred.remove(name)
-        import_plugins(pending)
-
-
-def _patch_registry_lookup() -> None:
-    """Make ``Registry.get`` import deferred plugin packages first (only used after a circular first import)."""
-    from basicsr.utils.registry import Registry
-
-    if getattr(Registry.get, '_mpt_deferred', False):
-        return
-    original = Registry.get
-
-    def get(self, name):  # noqa: ANN001, ANN202 - same signature as Registry.get
-        _load_deferred()
-        return original(self, name)
-
-    get._mpt_deferred = True
-    Registry.get = get
-
-
 def after_basicsr_import() -> None:
     """Runs once BasicSR's ``__init__`` has finished: apply the patches, then register the plugin packages."""
     try:
@@ -103,10 +75,6 @@ def after_basicsr_import() -> None:
     except Exception as err:  # noqa: BLE001
         warnings.warn(f'mpt_plugin: could not patch BasicSR ({type(err).__name__}: {err}).', RuntimeWarning,
                       stacklevel=2)
-    if any(_in_progress(name) for name in PLUGIN_PACKAGES):
-        _deferred.extend(name for name in PLUGIN_PACKAGES if name not in sys.modules and name not in _deferred)
-        _patch_registry_lookup()
-        return
     import_plugins()
 
 
@@ -134,7 +102,7 @@ class BasicsrImportHook(importlib.abc.MetaPathFinder):
         if fullname != 'basicsr':
             return None
         _remove_hook()
-        from mpt_plugin import compat
+        from mpt_common import basicsr_compat as compat
 
         compat.install()
         spec = importlib.util.find_spec('basicsr')

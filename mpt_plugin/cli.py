@@ -12,12 +12,12 @@ import os
 import sys
 from typing import List, Optional
 
-import mpt_plugin.compat  # noqa: F401  (before any basicsr import)
+import mpt_common.basicsr_compat  # noqa: F401  (before any basicsr import)
 
 
 def _prepare(argv: Optional[List[str]], prog: str) -> None:
+    from mpt_common.malloc_reuse import keep_freed_memory
     from mpt_plugin import autoload, patches
-    from mpt_plugin.malloc_reuse import keep_freed_memory
 
     keep_freed_memory()  # reuse freed tensor memory instead of paging it in again (MPT_KEEP_FREED_MEMORY=0: off)
 

@@ -5,18 +5,22 @@ Called by the patched ``parse_options`` (:mod:`mpt_plugin.patches`), so ``mpt-tr
 network is built when an option is wrong. Every problem found is reported at once in one
 :class:`OptionError`:
 
-* ``network_*`` sections with ``type: MPT``: unknown keys (against the signature of ``MPT.__init__``) and
-  required arguments that are missing;
-* ``train`` of ``model_type: EFCRModel``: ``efcr_*`` keys (``efcr_opt``, ``efcr_mode``, ``efcr_reblur``),
-  their contents (``efcr_opt`` against ``EFCRLoss``'s signature, ``efcr_mode`` against the known modes), and
+* ``network_*`` sections with ``type: MPT``: unknown keys (against the signature of the registered ``MPT``'s
+  ``__init__``) and required arguments that are missing;
+* ``train`` of ``model_type: EFCRModel``: its own keys (the model class's ``TRAIN_KEYS``: ``efcr_opt``,
+  ``efcr_mode``, ``efcr_reblur``, ...), their contents (``efcr_opt`` against the registered ``EFCRLoss``'s
+  signature, ``efcr_mode`` against the model's ``EFCR_MODES``, ``efcr_reblur`` against its ``REBLUR_KEYS``), and
   any other key that is a near-miss of a known ``train`` key (``pixel_op`` -> ``pixel_opt``);
-* ``datasets.*`` of the plugin's dataset types (and their ``extra_dataset``): unknown keys and missing
-  required keys (``gt_size`` in training, the data roots of each layout);
-* ``val.metrics`` entries of ``calculate_lpips``: the backbone weights (:func:`mpt_metrics.lpips_metric.
-  check_lpips_metrics`).
+* ``datasets.*`` of every registered dataset class that declares its options (the plugin's datasets,
+  :class:`mpt_data.plugin_dataset.PluginDataset`), and their ``extra_dataset``: unknown keys against the class's
+  ``option_keys()`` and missing keys of its ``required_keys()`` (``gt_size`` in training, the data roots);
+* ``val.metrics`` entries whose registered metric function carries a ``check_options`` (LPIPS: the backbone
+  weights, :func:`mpt_metrics.lpips_metric.check_lpips_metrics`).
 
-Unknown keys come with a "did you mean" suggestion (:func:`difflib.get_close_matches`). Options of BasicSR itself
-and of other plugins are left alone, except for the near-miss check above.
+Everything is read through BasicSR's registries, so this module imports no network, loss, dataset, model or
+metric package, and a new registered dataset class is checked without editing anything here. Unknown keys come
+with a "did you mean" suggestion (:func:`difflib.get_close_matches`). Options of BasicSR itself and of other
+plugins are left alone, except for the near-miss check above.
 """
 
 from __future__ import annotations
@@ -32,27 +36,17 @@ class OptionError(ValueError):
     """One or more option problems; the message lists each with the key's full name."""
 
 
-# keys BasicSR's data pipeline reads from every dataset section (build_dataloader, prefetchers, parse_options)
-BASICSR_DATASET_KEYS = ('name', 'type', 'phase', 'scale', 'io_backend', 'use_shuffle', 'num_worker_per_gpu',
-                        'batch_size_per_gpu', 'dataset_enlarge_ratio', 'prefetch_mode', 'pin_memory',
-                        'persistent_workers', 'num_prefetch_queue')
-PLUGIN_DATASET_KEYS = ('in_chans', 'to_gray', 'extra_dataset', 'extra_sampling', 'check_files',
-                       'normalize', 'norm_percentiles', 'norm_max')  # mpt_data.normalization: every dataset
-TRAIN_AUGMENT_KEYS = ('gt_size', 'use_scale', 'scale_range', 'use_hflip', 'use_vflip', 'use_rot')
-DATASET_KEYS: Dict[str, tuple] = {
-    'BBBC006Dataset': ('dataroot', 'channel', 'gt_plane', 'input_planes', 'split', 'test_fraction', 'split_seed',
-                       'test_wells'),
-    'PairedDefocusDataset': ('layout', 'dataroot', 'split', 'dataroot_lq', 'dataroot_gt', 'meta_info_file',
-                             'filename_tmpl'),
-    'UnlabeledDefocusDataset': ('dataroot_lq', 'meta_info_file'),
-    'SyntheticDefocusDataset': ('dataroot_gt', 'meta_info_file', 'psf', 'noise', 'pairs_per_image', 'val_seed',
-                                'val_crop', 'cache_images'),
-}
-# train keys SRModel / BaseModel / EFCRModel read
-EFCR_TRAIN_KEYS = ('efcr_opt', 'efcr_mode', 'efcr_reblur', 'log_grad_norm_freq')
+# train keys SRModel / BaseModel read (BasicSR 1.4.2); a model class adds its own as TRAIN_KEYS
 SRMODEL_TRAIN_KEYS = ('ema_decay', 'pixel_opt', 'perceptual_opt', 'optim_g', 'scheduler', 'total_iter',
                       'warmup_iter')
-EFCR_REBLUR_KEYS = ('kernel_sizes', 'sigma', 'seed')
+
+
+def registered(registry_name: str, name: Any) -> Any:
+    """The object registered as ``name`` in BasicSR's registry ``registry_name`` (e.g. ``'ARCH_REGISTRY'``), or None."""
+    from basicsr.utils import registry
+
+    table = getattr(registry, registry_name)
+    return table.get(name) if isinstance(name, str) and name in table else None
 
 
 def _unknown(keys: Iterable[str], known: Iterable[str], where: str) -> List[str]:
@@ -82,9 +76,10 @@ def check_network_options(opt: Dict[str, Any]) -> List[str]:
     for section, net_opt in opt.items():
         if not section.startswith('network_') or not isinstance(net_opt, dict) or net_opt.get('type') != 'MPT':
             continue
-        from mpt_arch import MPT
-
-        names, required, var_kw = _signature_keys(MPT.__init__)
+        network_cls = registered('ARCH_REGISTRY', 'MPT')
+        if network_cls is None:
+            continue
+        names, required, var_kw = _signature_keys(network_cls.__init__)
         if not var_kw:
             problems += _unknown([k for k in net_opt if k != 'type'], names, section)
         problems += [f'{section}: required key {key!r} is missing' for key in required if key not in net_opt]
@@ -94,10 +89,11 @@ def check_network_options(opt: Dict[str, Any]) -> List[str]:
 def check_train_options(opt: Dict[str, Any]) -> List[str]:
     """Problems in ``train`` of ``model_type: EFCRModel``: the ``efcr_*`` keys and near-misses of known keys."""
     train = opt.get('train')
-    if opt.get('model_type') != 'EFCRModel' or not isinstance(train, dict):
+    model_cls = registered('MODEL_REGISTRY', 'EFCRModel')
+    if opt.get('model_type') != 'EFCRModel' or not isinstance(train, dict) or model_cls is None:
         return []
     problems = []
-    known = EFCR_TRAIN_KEYS + SRMODEL_TRAIN_KEYS
+    known = tuple(model_cls.TRAIN_KEYS) + SRMODEL_TRAIN_KEYS
     for key in train:
         if key in known:
             continue
@@ -105,53 +101,38 @@ def check_train_options(opt: Dict[str, Any]) -> List[str]:
             problems += _unknown([key], known, 'train')
     efcr_opt = train.get('efcr_opt')
     if isinstance(efcr_opt, dict):
-        if efcr_opt.get('type', 'EFCRLoss') == 'EFCRLoss':
-            from mpt_losses.efcr_loss import EFCRLoss
-
-            names, _, _ = _signature_keys(EFCRLoss.__init__)
+        loss_cls = registered('LOSS_REGISTRY', 'EFCRLoss')
+        if efcr_opt.get('type', 'EFCRLoss') == 'EFCRLoss' and loss_cls is not None:
+            names, _, _ = _signature_keys(loss_cls.__init__)
             problems += _unknown([k for k in efcr_opt if k != 'type'], names, 'train.efcr_opt')
         if 'type' not in efcr_opt:
             problems.append("train.efcr_opt: required key 'type' is missing (type: EFCRLoss)")
     mode = train.get('efcr_mode')
-    if mode is not None:
-        from mpt_models.efcr_model import EFCR_MODES
-
-        if mode not in EFCR_MODES:
-            close = difflib.get_close_matches(str(mode), list(EFCR_MODES), n=1, cutoff=0.6)
-            hint = f'; did you mean {close[0]!r}?' if close else ''
-            problems.append(f'train.efcr_mode: unknown mode {mode!r} (one of {", ".join(EFCR_MODES)}){hint}')
+    modes = model_cls.EFCR_MODES
+    if mode is not None and mode not in modes:
+        close = difflib.get_close_matches(str(mode), list(modes), n=1, cutoff=0.6)
+        hint = f'; did you mean {close[0]!r}?' if close else ''
+        problems.append(f'train.efcr_mode: unknown mode {mode!r} (one of {", ".join(modes)}){hint}')
     reblur = train.get('efcr_reblur')
     if isinstance(reblur, dict):
-        problems += _unknown(reblur, EFCR_REBLUR_KEYS, 'train.efcr_reblur')
+        problems += _unknown(reblur, model_cls.REBLUR_KEYS, 'train.efcr_reblur')
     return problems
-
-
-def _required_dataset_keys(ds_type: str, ds_opt: Dict[str, Any], train_phase: bool, inherits_gt_size: bool) -> list:
-    required = ['gt_size'] if train_phase and not inherits_gt_size else []
-    if ds_type == 'BBBC006Dataset':
-        required.append('dataroot')
-    elif ds_type == 'UnlabeledDefocusDataset':
-        required.append('dataroot_lq')
-    elif ds_type == 'PairedDefocusDataset':
-        layout = ds_opt.get('layout', 'folder')
-        if layout == 'dpdd' or (layout == 'lfdof' and 'dataroot' in ds_opt):
-            required += ['dataroot', 'split']
-        else:
-            required += ['dataroot_lq', 'dataroot_gt']
-    return required
 
 
 def check_dataset_options(ds_opt: Dict[str, Any], where: str, phase: Optional[str] = None,
                           inherits_gt_size: bool = False) -> List[str]:
-    """Problems in one dataset section of a plugin dataset type (and its ``extra_dataset``); others pass."""
-    ds_type = ds_opt.get('type')
-    if ds_type not in DATASET_KEYS:
+    """Problems in one section of a dataset class that declares its options (and its ``extra_dataset``).
+
+    Types whose registered class has no ``option_keys`` (BasicSR's own, other plugins') or that are not
+    registered pass unchecked.
+    """
+    dataset_cls = registered('DATASET_REGISTRY', ds_opt.get('type'))
+    if not hasattr(dataset_cls, 'option_keys'):
         return []
     phase = ds_opt.get('phase', phase)
     train_phase = phase == 'train'
-    known = BASICSR_DATASET_KEYS + PLUGIN_DATASET_KEYS + TRAIN_AUGMENT_KEYS + DATASET_KEYS[ds_type]
-    problems = _unknown(ds_opt, known, where)
-    for key in _required_dataset_keys(ds_type, ds_opt, train_phase, inherits_gt_size):
+    problems = _unknown(ds_opt, dataset_cls.option_keys(), where)
+    for key in dataset_cls.required_keys(ds_opt, train_phase and not inherits_gt_size):
         if ds_opt.get(key) is None:
             what = ' (the training crop size, e.g. gt_size: 256)' if key == 'gt_size' else ''
             problems.append(f'{where}: required key {key!r} is missing{what}')
@@ -173,6 +154,14 @@ def check_options(opt: Dict[str, Any], is_train: bool = True) -> None:
     if problems:
         raise OptionError('Option file problems (fix them and start again):\n  - ' + '\n  - '.join(problems))
     if opt.get('val'):
-        from mpt_metrics.lpips_metric import check_lpips_metrics
+        check_metric_options(opt)
 
-        check_lpips_metrics(opt)
+
+def check_metric_options(opt: Dict[str, Any]) -> None:
+    """Run the ``check_options(opt)`` of every registered metric type named in ``val.metrics`` (once each)."""
+    metrics = (opt.get('val') or {}).get('metrics') or {}
+    types = dict.fromkeys(m.get('type') for m in metrics.values() if isinstance(m, dict))
+    for metric_type in types:
+        check = getattr(registered('METRIC_REGISTRY', metric_type), 'check_options', None)
+        if check is not None:
+            check(opt)

@@ -10,12 +10,12 @@ BasicSR 1.4.2 function                                  change
 ``utils.dist_util._init_dist_pytorch``                  without CUDA: backend ``gloo``, no ``set_device``;
                                                         ``MPT_DIST_TIMEOUT`` (seconds): collective timeout
 ``models.base_model.BaseModel.model_to_device``         on CPU: ``DistributedDataParallel(device_ids=None)``
-``BaseModel.save_network`` / ``save_training_state``   atomic write (:mod:`mpt_plugin.atomic`)
+``BaseModel.save_network`` / ``save_training_state``   atomic write (:mod:`mpt_common.atomic`)
 ``train.load_resume_state``                             CPU-safe, latest complete state (:mod:`.resume`)
 ``utils.options.parse_options``                         accepts ``--local-rank``; site-packages root -> cwd;
                                                         ``num_gpu`` > 0 without CUDA -> 0 (with a warning);
                                                         re-seeds after ``--force_yml`` (see below)
-``utils.options.ordered_yaml``                          safe loader (:mod:`mpt_plugin.option_file`):
+``utils.options.ordered_yaml``                          safe loader (:mod:`mpt_common.option_file`):
                                                         ``!!python/...`` tags refused, nothing executed
 ``models.sr_model.SRModel.feed_data``                   a batch without ``gt`` drops the previous ``gt``
 ``models.sr_model.SRModel.dist_validation``             rank 0 validates the unwrapped network; all ranks
@@ -23,7 +23,7 @@ BasicSR 1.4.2 function                                  change
 ``models.base_model.BaseModel.validation``              a validation that raises during training first
                                                         saves ``net_g_latest.pth`` (:func:`_make_validation`)
 ``utils.file_client.FileClient`` ``lmdb`` backend       one environment per folder per process
-                                                        (:mod:`mpt_plugin.lmdb_envs`)
+                                                        (:mod:`mpt_data.lmdb_envs`)
 ``utils.options.parse_options`` (again)                 start-up checks (:mod:`mpt_plugin.option_checks`)
 =====================================================  ==================================================
 
@@ -159,7 +159,7 @@ def _save_with_retry(obj: Any, path: str, what: str) -> None:
     """Atomically save ``obj``; like BasicSR, retry three times and then log instead of raising."""
     from basicsr.utils import get_root_logger
 
-    from mpt_plugin import atomic
+    from mpt_common import atomic
 
     for remaining in (2, 1, 0):
         try:
@@ -245,7 +245,7 @@ def _make_parse_options(original):
         import torch
         from basicsr.utils import set_random_seed
 
-        from mpt_plugin.option_file import UnsafeOptionError
+        from mpt_common.option_file import UnsafeOptionError
 
         sys.argv[:] = normalize_argv(sys.argv)
         caller = sys._getframe(1).f_globals
@@ -279,8 +279,10 @@ def apply() -> None:
     from basicsr.utils import dist_util, options
     from basicsr.utils.dist_util import master_only
 
-    import mpt_plugin.compat  # noqa: F401
-    from mpt_plugin import checkpoint, lmdb_envs, option_file, resume
+    import mpt_common.basicsr_compat  # noqa: F401
+    from mpt_common import checkpoint, option_file
+    from mpt_data import lmdb_envs
+    from mpt_plugin import resume
 
     if _APPLIED:  # importing basicsr above may have run the auto-load hook, which applies the patches
         return

@@ -21,7 +21,7 @@ import re
 import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
-from mpt_plugin.atomic import remove_stale_partials
+from mpt_common.atomic import remove_stale_partials
 
 _STATE_NAME = re.compile(r'^(\d+)\.state$')
 
@@ -56,7 +56,7 @@ def map_location(opt: Dict[str, Any]):
 
 def load_state_file(path: str, opt: Dict[str, Any]) -> Dict[str, Any]:
     """Load one training state onto the run's device."""
-    from mpt_plugin.checkpoint import load_checkpoint
+    from mpt_common.checkpoint import load_checkpoint
 
     return load_checkpoint(path, map_location=map_location(opt))
 
@@ -65,7 +65,7 @@ def network_file_problem(path: str, param_key: Optional[str] = None) -> Optional
     """Why the network checkpoint ``path`` cannot be resumed from, or None when it loads (on the CPU)."""
     import torch
 
-    from mpt_plugin.checkpoint import load_checkpoint
+    from mpt_common.checkpoint import load_checkpoint
 
     if not os.path.isfile(path):
         return 'missing'

@@ -32,7 +32,7 @@ class _FunctionalTensorAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader)
         return importlib.machinery.ModuleSpec(fullname, self)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
-        module = types.ModuleType(spec.name, f'alias of {_FUNCTIONAL} (added by mpt_plugin.compat)')
+        module = types.ModuleType(spec.name, f'alias of {_FUNCTIONAL} (added by mpt_common.basicsr_compat)')
         functional = importlib.import_module(_FUNCTIONAL)
         module.__dict__.update({k: v for k, v in vars(functional).items() if not k.startswith('__')})
         return module

@@ -16,6 +16,8 @@ import os
 import pickle
 from typing import Any, Dict, Mapping
 
+from mpt_common.messages import preview
+
 EXPECTED = ('a PyTorch checkpoint written by torch.save holding tensors (a BasicSR net_g_*.pth with '
             "'params'/'params_ema', a training .state, or a bare state dict)")
 
@@ -63,9 +65,8 @@ def check_finite(state: Mapping[str, Any], path: str, show: int = 3) -> None:
     bad = [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
            and not bool(torch.isfinite(v).all())]
     if bad:
-        more = f' (+{len(bad) - show} more)' if len(bad) > show else ''
         raise CheckpointError(f'Checkpoint {path!r} has NaN or infinite values in {len(bad)} tensor(s): '
-                              f'{", ".join(bad[:show])}{more}; training probably diverged. Use an earlier '
+                              f'{preview(bad, show)}; training probably diverged. Use an earlier '
                               'checkpoint.')
 
 

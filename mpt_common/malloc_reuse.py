@@ -8,7 +8,7 @@ PyTorch uses on CUDA, and does what ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=
 
 The cost is that the process keeps its peak heap: freed memory is reused by the process but not returned to the OS
 until it exits. It applies to the whole process, so the library never calls it on import; the plugin's entry
-points (``mpt-train``, ``mpt-test``, ``mpt-deblur``, ``scripts/benchmark.py``) do, unless the environment sets
+points (``mpt-train``, ``mpt-test``, ``mpt-deblur``, ``tools/benchmark.py``) do, unless the environment sets
 ``MPT_KEEP_FREED_MEMORY=0``. Elsewhere (non-glibc C libraries, other systems) it does nothing.
 """
 

@@ -1,0 +1,86 @@
+"""Deblurring arrays with a loaded network: colour planes, stacks, tiles, the intensity map and its inverse.
+
+:func:`deblur_plane` deblurs one ``H x W x C`` plane (each network input mapped by the normalisation the network
+was trained with, computed from that input alone, and mapped back to the input's units and dtype);
+:func:`deblur_image` every plane of a file read by :mod:`mpt_deploy.stacks`; :func:`channel_groups` decides how
+a plane's colour channels meet the network's input channels (``--channels``). ``mpt-deblur``
+(:mod:`mpt_deploy.deblur`) adds files, folders and safe output around it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+
+CHANNEL_POLICIES = ('auto', 'per-channel', 'replicate', 'strict')
+
+
+class DeblurError(ValueError):
+    """One image cannot be deblurred; the message names the file and the reason."""
+
+
+def channel_groups(plane: np.ndarray, in_chans: Optional[int], policy: str, path: str) -> Tuple[list, Callable]:
+    """Split an ``H x W x C`` colour plane into network inputs; returns them and the merge of the outputs.
+
+    ``auto``: same count as the network -> as is; a one-channel network and an RGB plane -> each channel on its
+    own (the paper trains one network per channel); anything else is an error naming ``--channels``.
+    ``per-channel``: always each channel on its own (one-channel networks). ``replicate``: a grayscale plane is
+    copied into every input channel of a multi-channel network and the output channels are averaged back.
+    ``strict``: counts must be equal.
+    """
+    channels = plane.shape[2]
+    need = in_chans or channels
+    if channels == need and policy != 'per-channel':
+        return [plane], lambda outs: outs[0]
+    if need == 1 and (policy == 'per-channel' or (policy == 'auto' and channels in (2, 3))):
+        return [plane[:, :, c:c + 1] for c in range(channels)], lambda outs: np.concatenate(outs, axis=2)
+    if policy == 'replicate' and channels == 1:
+        return [np.repeat(plane, need, axis=2)], lambda outs: outs[0].mean(axis=2, keepdims=True)
+    hint = {1: ' (use --channels replicate to feed it to the multi-channel network)'}.get(channels, '')
+    if need == 1 and policy not in ('auto', 'per-channel'):
+        hint = ' (use --channels per-channel to deblur each channel with the one-channel network)'
+    raise DeblurError(f'{path!r}: a plane has {channels} colour channel(s) but the network takes {need}{hint}.')
+
+
+def deblur_plane(net, plane: np.ndarray, path: str, norm, in_chans: Optional[int] = None, policy: str = 'auto',
+                 tile: int = 512, overlap: int = 32, context: int = 32, device: str = 'cpu',
+                 progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+    """Deblur one ``H x W x C`` plane (alpha, the 4th of 4 channels, passed through); same shape and dtype out.
+
+    Each network input gets the map ``norm`` computes from it alone; the output is mapped back by its inverse.
+    """
+    import torch
+
+    from mpt_deploy.tiling import tiled_forward
+
+    colour, alpha = (plane[:, :, :3], plane[:, :, 3:]) if plane.shape[2] == 4 else (plane, None)
+    groups, merge = channel_groups(colour, in_chans, policy, path)
+    outs = []
+    for group in groups:
+        imap = norm.map_for(group, path)
+        tensor = torch.from_numpy(np.ascontiguousarray(imap.forward(group).transpose(2, 0, 1)))[None]
+        result = tiled_forward(net, tensor, tile=tile, overlap=overlap, context=context, device=torch.device(device),
+                               progress=progress)[0].numpy().transpose(1, 2, 0)
+        if not np.isfinite(result).all():
+            raise DeblurError(f'{path!r}: the network produced NaN or infinite values; nothing was written.')
+        outs.append(imap.inverse(result, plane.dtype))
+    out = merge(outs).astype(plane.dtype)
+    if out.shape != colour.shape:
+        raise DeblurError(f'{path!r}: the network returned {out.shape[2]} channel(s) for {colour.shape[2]}.')
+    return np.concatenate([out, alpha], axis=2) if alpha is not None else out
+
+
+def deblur_image(net, image, norm, in_chans: Optional[int] = None, policy: str = 'auto', tile: int = 512,
+                 overlap: int = 32, context: int = 32, device: str = 'cpu',
+                 progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+    """Deblur every plane of an :class:`~mpt_deploy.stacks.ImageFile`; returns data of the same shape and dtype."""
+    from mpt_deploy.stacks import colour_axis, from_planes, planes
+
+    colour = colour_axis(image.axes, image.data.shape, in_chans)
+    flat, layout = planes(image.data, image.axes, colour)
+    out = np.empty_like(flat)
+    for i in range(flat.shape[0]):
+        out[i] = deblur_plane(net, flat[i], image.path, norm, in_chans, policy, tile, overlap, context, device,
+                              progress)
+    return from_planes(out, layout)
