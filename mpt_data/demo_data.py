@@ -15,7 +15,7 @@ Layout (pairs share file names, ``PairedDefocusDataset`` with the default ``fold
 
     demo_data/<gray|rgb>/<train|val>/<lq|gt>/<image>[_t<k>]_r<radius>.png
 
-Example: ``python scripts/make_demo_data.py --out demo_data``
+Example: ``python -m mpt_data.demo_data --out demo_data``
 """
 
 from __future__ import annotations

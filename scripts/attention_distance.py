@@ -18,7 +18,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-import mpt_plugin.compat  # noqa: F401  (before any basicsr import)
+import mpt_common.basicsr_compat  # noqa: F401  (before any basicsr import)
 from mpt_metrics.attention_distance import model_attention_distance
 from mpt_metrics.table_output import name_path_argument
 
@@ -31,7 +31,7 @@ def build_model(opt_path: Optional[Path], checkpoint: Optional[Path], random_ini
     from basicsr.archs import build_network
 
     import mpt_arch  # noqa: F401  (registers MPT)
-    from mpt_plugin.option_file import load_options
+    from mpt_common.option_file import load_options
 
     if opt_path is not None:
         opt = load_options(str(opt_path))
@@ -42,7 +42,7 @@ def build_model(opt_path: Optional[Path], checkpoint: Optional[Path], random_ini
         net_opt = {'type': 'MPT', 'in_chans': in_chans}
     net = build_network(net_opt)
     if checkpoint is not None:
-        from mpt_plugin.checkpoint import load_checkpoint
+        from mpt_common.checkpoint import load_checkpoint
 
         state = load_checkpoint(str(checkpoint))
         keys = [param_key] if param_key else ['params_ema', 'params']

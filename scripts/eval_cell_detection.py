@@ -25,7 +25,7 @@ from mpt_metrics.instance_ap import PAPER_IOU_THRESHOLDS, match_counts, pool_cou
 from mpt_metrics.nuclei_segmentation import Segmenter, build_segmenter
 from mpt_metrics.table_output import name_path_argument, write_table
 
-# Published BBBC006 naming (see REFERENCE.md): images carry _w<channel>, labels do not.
+# Published BBBC006 naming (docs/guides/datasets.md): images carry _w<channel>, labels do not.
 BBBC006_RE = re.compile(r'mcf-z-stacks-03212011_([A-Za-z0-9]+)_s([0-9])(?:_w([0-9]))?')
 IMAGE_SUFFIXES = ('.tif', '.tiff', '.png')
 Key = Tuple[str, int]

@@ -20,7 +20,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-import mpt_plugin.compat  # noqa: F401  (before any basicsr import)
+import mpt_common.basicsr_compat  # noqa: F401  (before any basicsr import)
 
 
 def psnr(gt: np.ndarray, img: np.ndarray, peak: float) -> float:
@@ -40,7 +40,7 @@ def pairs_from_options(opt_file: str, dataset: str) -> List[Tuple[str, str]]:
     from basicsr.data import build_dataset
 
     import mpt_data  # noqa: F401  (registers the datasets)
-    from mpt_plugin.option_file import load_options
+    from mpt_common.option_file import load_options
 
     opt = load_options(opt_file)
     if dataset not in (opt.get('datasets') or {}):

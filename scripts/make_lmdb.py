@@ -36,7 +36,11 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from mpt_data.bbbc006_dataset import lmdb_key, plane_folder, scan_plane_folder  # imports mpt_plugin.compat first
+from mpt_data.bbbc006_dataset import (  # imports mpt_common.basicsr_compat first
+    lmdb_key,
+    plane_folder,
+    scan_plane_folder,
+)
 from mpt_data.image_io import is_image_file
 
 

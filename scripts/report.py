@@ -33,7 +33,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-import mpt_plugin.compat  # noqa: F401  (before any basicsr import)
+import mpt_common.basicsr_compat  # noqa: F401  (before any basicsr import)
 
 METRICS = (('PSNR', '↑', 2), ('SSIM', '↑', 3), ('LPIPS', '↓', 3))
 METRIC_TYPES = {'calculate_psnr': 'PSNR', 'calculate_psnr_pt': 'PSNR', 'calculate_ssim': 'SSIM',
@@ -142,7 +142,7 @@ def prepare_test_opt(opt_path: Path, checkpoint: Path, results_root: Path, lpips
     """A BasicSR test option dict, as ``parse_options(is_train=False)`` builds it, for one checkpoint."""
     import torch
 
-    from mpt_plugin.option_file import load_options
+    from mpt_common.option_file import load_options
 
     opt = load_options(str(opt_path))
     if not isinstance(opt, dict) or 'datasets' not in opt or 'val' not in opt:
@@ -158,7 +158,7 @@ def prepare_test_opt(opt_path: Path, checkpoint: Path, results_root: Path, lpips
         dataset['phase'] = name.split('_')[0]
         if 'scale' in opt:
             dataset['scale'] = opt['scale']
-    from mpt_plugin.checkpoint import load_checkpoint
+    from mpt_common.checkpoint import load_checkpoint
 
     state = load_checkpoint(str(checkpoint))
     paths = opt.setdefault('path', {})
@@ -213,7 +213,7 @@ def run_test(opt: dict, grid_images: int) -> Tuple[Dict[str, Dict[str, Optional[
 
 def load_manifest(path: Path) -> List[Tuple[str, Optional[str], Path, Path]]:
     """(method, column or None, option file, checkpoint) entries of a manifest YAML (see module docstring)."""
-    from mpt_plugin.option_file import load_options
+    from mpt_common.option_file import load_options
 
     manifest = load_options(str(path))
     if isinstance(manifest, dict) and 'methods' in manifest:
@@ -263,8 +263,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             entries = [(method, None, opt, ckpt) for method, ckpt in args.ckpt for opt in args.opt]
         else:
             parser.error('give --manifest, or -opt with --ckpt, or --from-json')
+        from mpt_common.option_file import load_options
         from mpt_plugin import autoload, patches
-        from mpt_plugin.option_file import load_options
 
         for opt_path in sorted({str(entry[2]) for entry in entries}):
             load_options(opt_path)  # every option file is checked (safe, valid YAML) before the first test runs

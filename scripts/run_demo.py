@@ -1,6 +1,6 @@
 """End-to-end demo on CPU: the starter model beside Richardson-Lucy, then a short fine-tune through BasicSR.
 
-1. Builds ``demo_data/`` with ``scripts/make_demo_data.py`` if it is absent (real images bundled with
+1. Builds ``demo_data/`` with :mod:`mpt_data.demo_data` if it is absent (real images bundled with
    scikit-image, disk-PSF defocus; nothing is downloaded).
 2. Scores on the validation pairs, in the files' own 8-bit units with BasicSR's ``calculate_psnr``/
    ``calculate_ssim``: the blurry input; Richardson-Lucy given each pair's true disk PSF (an oracle, its
@@ -28,7 +28,6 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(REPO, 'scripts'))  # sibling scripts: make_demo_data, benchmark_quality
 DEFAULT_OPT = osp.join(REPO, 'options', 'finetune_MPT_starter_demo.yml')
 RL_ITERATIONS = (10, 20, 40, 80)
 NAME_RADIUS = re.compile(r'_r(\d+(?:p\d+)?)\.png$')
@@ -47,7 +46,7 @@ def ensure_demo_data(data_root: str) -> None:
     if osp.isdir(osp.join(data_root, 'rgb', 'val', 'gt')) and osp.isdir(osp.join(data_root, 'rgb', 'train', 'gt')):
         print(f'Using existing demo data in {data_root}')
         return
-    from make_demo_data import build_demo_data
+    from mpt_data.demo_data import build_demo_data
 
     counts = build_demo_data(data_root)
     print(f'Built demo data in {data_root}: {counts}')
@@ -55,8 +54,8 @@ def ensure_demo_data(data_root: str) -> None:
 
 def train(opt_path: str, data_root: str, iters: Optional[int]) -> dict:
     """Run BasicSR's train_pipeline on the option file (data under ``data_root``); returns the resolved options."""
+    from mpt_common.option_file import load_options
     from mpt_plugin.cli import train_main
-    from mpt_plugin.option_file import load_options
 
     data_root = osp.abspath(data_root)
     opt = load_options(opt_path)
@@ -95,10 +94,9 @@ def load_pairs(folder: str) -> list:
 
 
 def richardson_lucy(lq: np.ndarray, radius: float, iterations: int) -> np.ndarray:
-    """Richardson-Lucy with the pair's true disk PSF (``benchmark_quality``'s oracle), back to 8 bit."""
-    from benchmark_quality import richardson_lucy as rl
-
+    """Richardson-Lucy with the pair's true disk PSF (the benchmarks' oracle), back to 8 bit."""
     from mpt_data.defocus import disk_psf
+    from mpt_metrics.deconvolution import richardson_lucy as rl
 
     out = rl(lq.astype(np.float32) / 255.0, disk_psf(radius), iterations)
     return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
@@ -126,7 +124,8 @@ def tune_rl(train_folder: str, crop: int = 128) -> int:
 
 def network_method(opt_file: str, weights: str):
     """The network of ``opt_file`` + ``weights`` applied as ``mpt-deblur`` applies it (whole image)."""
-    from mpt_deploy.deblur import deblur_plane, inference_normalization, load_network, network_in_chans, network_options
+    from mpt_deploy.inference import deblur_plane
+    from mpt_deploy.model_loading import inference_normalization, load_network, network_in_chans, network_options
 
     net_opt = network_options(opt_file)
     net = load_network(net_opt, weights, 'params')
@@ -170,9 +169,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     import torch
 
-    import mpt_plugin.compat  # noqa: F401  (before any basicsr import)
+    import mpt_common.basicsr_compat  # noqa: F401  (before any basicsr import)
+    from mpt_common.option_file import load_options
     from mpt_deploy.starter_models import starter_model
-    from mpt_plugin.option_file import load_options
 
     load_options(args.opt)  # an unsafe or broken option file is refused before any data is built
     torch.set_num_threads(args.threads or default_threads())

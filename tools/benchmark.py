@@ -12,10 +12,10 @@ Every measurement runs in its own subprocess; on CPU its peak memory is
 the growth of the process's max RSS (``resource.getrusage``) over the measurement (model and input already
 allocated), on CUDA ``torch.cuda.max_memory_allocated``.
 
-    python scripts/benchmark.py                                  # 256x256 forward, batch 2 x 128 train step
-    python scripts/benchmark.py --sizes 256 520x696 --models mpt --json bench.json
-    python scripts/benchmark.py --quick                          # smoke run (32x32, one repeat)
-    python scripts/benchmark.py --models mpt mpt-authors --authors-net ../shared/reference/authors_mpt --sizes 256
+    python -m tools.benchmark                                  # 256x256 forward, batch 2 x 128 train step
+    python -m tools.benchmark --sizes 256 520x696 --models mpt --json bench.json
+    python -m tools.benchmark --quick                          # smoke run (32x32, one repeat)
+    python -m tools.benchmark --models mpt mpt-authors --authors-net ../shared/reference/authors_mpt --sizes 256
 
 ``--authors-net PATH`` (a folder holding the authors' ``MPT.py``, or their repository clone with ``models/MPT.py``)
 adds their network (paper configuration) as a row of the same run and prints every figure of the other rows as a
@@ -34,6 +34,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+from mpt_metrics.table_output import MARK_BEGIN, MARK_END, write_markdown
 
 SWINIR_CONFIG = dict(
     upscale=1, in_chans=3, img_size=128, window_size=8, img_range=1.0, depths=[6] * 6, embed_dim=180,
@@ -108,7 +110,7 @@ def build_model(name: str, in_chans: int = 3, authors_net: str | None = None):
     if name == 'swinir':
         from basicsr.archs.swinir_arch import SwinIR
 
-        import mpt_plugin.compat  # noqa: F401
+        import mpt_common.basicsr_compat  # noqa: F401
 
         return SwinIR(**{**SWINIR_CONFIG, 'in_chans': in_chans})
     raise ValueError(f'unknown model {name!r} (choose one of {", ".join(MODELS)})')
@@ -127,7 +129,7 @@ def _peak_rss_mb() -> float:
 
 def worker(task: dict) -> dict:
     """One measurement (runs in a fresh subprocess)."""
-    from mpt_plugin.malloc_reuse import keep_freed_memory
+    from mpt_common.malloc_reuse import keep_freed_memory
 
     keep_freed_memory(task['keep_freed_memory'])  # as the plugin's entry points do (before torch allocates)
     import torch
@@ -229,7 +231,7 @@ def main(argv=None) -> int:
     parser.add_argument('--no-train', action='store_true', help='skip the train-step measurement')
     parser.add_argument('--default-allocator', action='store_true',
                         help="leave glibc's malloc as it is (by default it keeps freed memory for reuse, as the "
-                             "plugin's entry points do: mpt_plugin.malloc_reuse)")
+                             "plugin's entry points do: mpt_common.malloc_reuse)")
     parser.add_argument('--no-flops', action='store_true', help='skip the FLOP count')
     parser.add_argument('--quick', action='store_true', help='smoke run: 32x32, batch 1 x 32, one repeat')
     parser.add_argument('--json', metavar='PATH', help='also write the results as JSON')
@@ -253,7 +255,7 @@ def main(argv=None) -> int:
     sizes = args.sizes or [(256, 256)]
     if args.repeats < 1 or args.warmup < 0 or args.batch < 1 or args.patch < 1:
         parser.error('--repeats, --batch and --patch must be >= 1 and --warmup >= 0')
-    from mpt_plugin.malloc_reuse import keep_freed_memory
+    from mpt_common.malloc_reuse import keep_freed_memory
 
     keep_freed = keep_freed_memory(not args.default_allocator)  # whether it applies here (workers do the same)
     base = dict(device=args.device, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
@@ -318,7 +320,7 @@ def main(argv=None) -> int:
                       '\n\n' + '\n'.join(authors_ratios(rows)))
     notes = [f'{args.device}, torch {env["torch"]}, {env["threads"]} threads; load average at start/end: '
              f'{env["load_avg_at_start"][0]:.2f} / {env["load_avg_at_end"][0]:.2f}; malloc: '
-             + ('keeps freed memory (mpt_plugin.malloc_reuse)' if keep_freed else 'default')]
+             + ('keeps freed memory (mpt_common.malloc_reuse)' if keep_freed else 'default')]
     notes += [f'{name}: {MODEL_NOTES[name]}' for name in models]
     notes.append('GFLOPs: torch.utils.flop_counter (2 per multiply-accumulate, attention matmuls included).')
     print('\n\n'.join(report) + '\n\n' + '\n'.join(notes))
@@ -328,47 +330,6 @@ def main(argv=None) -> int:
         with open(args.json, 'w', encoding='utf-8') as f:
             json.dump({'environment': env, 'models': MODEL_NOTES, 'results': rows}, f, indent=2)
     return 0
-
-
-MARK_BEGIN, MARK_END = '<!-- benchmark:begin -->', '<!-- benchmark:end -->'
-
-
-def machine_description(env: dict) -> str:
-    """CPU model and core count (or the GPU), for the line under a published table."""
-    model = env['cpu']
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as handle:
-            model = next((line.split(':', 1)[1].strip() for line in handle if line.startswith('model name')), model)
-    except OSError:
-        pass
-    text = f'{os.cpu_count()} CPU cores ({model})'
-    return f"{env['gpu']}, {text}" if 'gpu' in env else text
-
-
-def write_markdown(path: str, report: list, notes: list, env: dict, argv, script: str = 'scripts/benchmark.py',
-                   marks: tuple = (MARK_BEGIN, MARK_END)) -> None:
-    """Write the tables with the date, machine, torch version and command under them into ``path``: between the
-    markers when the file has them (a docs page that includes the table), else as a new file; an existing file
-    without the markers is refused rather than overwritten. ``script`` and ``marks`` serve the other benchmarks."""
-    begin, end = marks
-    command = f'python {script} ' + ' '.join(sys.argv[1:] if argv is None else argv)
-    stamp = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
-    block = '\n\n'.join([*report, f'Measured {stamp} on {machine_description(env)}, torch {env["torch"]}, with '
-                                    f'`{command}`.', '\n'.join(f'- {note}' for note in notes)])
-    block = f'{begin}\n{block}\n{end}'
-    if os.path.exists(path):
-        with open(path, encoding='utf-8') as handle:
-            text = handle.read()
-        if begin not in text or end not in text:
-            raise SystemExit(f'benchmark: {path!r} exists and has no {begin} ... {end} block; '
-                             'give a new file or add the markers where the table belongs.')
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = block + '\n'
-    with open(path, 'w', encoding='utf-8') as handle:
-        handle.write(text)
-    print(f'tables written to {path}', file=sys.stderr)
 
 
 def authors_ratios(rows: list) -> list:

@@ -1,7 +1,7 @@
 """Deblurring quality on held-out images: the blurry input, classical deconvolution given the true PSF, networks.
 
 Pairs are synthesised by ``SyntheticDefocusDataset`` (validation mode, seeded) from the ``heldout`` images of
-``scripts/make_starter_data.py``, one block per PSF type (the starter models' training ranges) and noise level
+``tools/make_starter_data.py``, one block per PSF type (the starter models' training ranges) and noise level
 (:data:`NOISE_LEVELS`). Rows:
 
 * ``input``: the blurry, noisy image itself;
@@ -17,7 +17,7 @@ PSNR/SSIM are BasicSR's (on [0, 1] images scaled to 255, outputs clipped to [0, 
 its backbone weights are on disk. ``--markdown PAGE`` writes the tables into the page's
 ``<!-- quality:begin -->``/``<!-- quality:end -->`` block; ``--figure PNG`` saves before/after crops.
 
-Example: ``python scripts/benchmark_quality.py --markdown docs/starter_models.md --figure
+Example: ``python -m tools.benchmark_quality --markdown docs/guides/starter_models.md --figure
 docs/figures/quality_before_after.png``
 """
 
@@ -33,17 +33,15 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, osp.join(ROOT, 'scripts'))
+from mpt_metrics.deconvolution import richardson_lucy, tune, wiener
+from mpt_metrics.image_quality import lpips_available, psnr, scores
+from mpt_metrics.table_output import write_markdown
 
-from benchmark import write_markdown  # noqa: E402
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 NOISE_LEVELS = {'none': {'photons': None, 'read_noise': [0.0, 0.0], 'clean_fraction': 1.0},
                 'low': {'photons': [1000.0, 1000.0], 'read_noise': [0.002, 0.002], 'clean_fraction': 0.0},
                 'high': {'photons': [150.0, 150.0], 'read_noise': [0.01, 0.01], 'clean_fraction': 0.0}}
-RL_ITERATIONS = (5, 10, 20, 40, 80, 160)
-WIENER_BALANCES = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
 MARKS = ('<!-- quality:begin -->', '<!-- quality:end -->')
 
 
@@ -61,83 +59,22 @@ def make_pairs(folder: str, kind: str, psf_type: str, psf_range: dict, noise: st
 
 
 # --- methods ----------------------------------------------------------------------------------------------------
-def _per_channel(img: np.ndarray, psf: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    pad = psf.shape[0] // 2 + 4
-    out = []
-    for c in range(img.shape[2]):
-        padded = np.pad(img[:, :, c].astype(np.float64), pad, mode='reflect')
-        out.append(fn(padded)[pad:-pad, pad:-pad])
-    return np.stack(out, axis=2).astype(np.float32)
-
-
-def richardson_lucy(img: np.ndarray, psf: np.ndarray, iterations: int) -> np.ndarray:
-    """scikit-image's Richardson-Lucy with the true PSF (non-negative data: the noisy input clipped at 0)."""
-    from skimage.restoration import richardson_lucy as rl
-
-    return _per_channel(np.maximum(img, 0), psf, lambda x: rl(x, psf.astype(np.float64), num_iter=iterations,
-                                                              clip=False))
-
-
-def wiener(img: np.ndarray, psf: np.ndarray, balance: float) -> np.ndarray:
-    """scikit-image's Wiener-Hunt deconvolution with the true PSF and regularisation ``balance``."""
-    from skimage.restoration import wiener as wh
-
-    return _per_channel(img, psf, lambda x: wh(x, psf.astype(np.float64), balance, clip=False))
-
-
 def network_method(net, network_opt: dict, norm) -> Callable:
     """A network applied as ``mpt-deblur`` applies it (per-image normalisation, whole image)."""
-    from mpt_deploy.deblur import deblur_plane, network_in_chans
+    from mpt_deploy.inference import deblur_plane
+    from mpt_deploy.model_loading import network_in_chans
 
     in_chans = network_in_chans(network_opt)
     return lambda pair: deblur_plane(net, pair.lq, pair.name, norm, in_chans, 'auto', tile=0)
-
-
-# --- metrics ----------------------------------------------------------------------------------------------------
-def lpips_available() -> bool:
-    from mpt_metrics.lpips_metric import backbone_checkpoint
-
-    return osp.isfile(backbone_checkpoint('alex'))
-
-
-def psnr(out: np.ndarray, gt: np.ndarray) -> float:
-    """BasicSR's PSNR of ``out`` (clipped to [0, 1]) against ``gt``, on the 0-255 scale."""
-    from basicsr.metrics import calculate_psnr
-
-    return float(calculate_psnr(np.clip(out, 0, 1) * 255.0, np.clip(gt, 0, 1) * 255.0, 0, input_order='HWC'))
-
-
-def scores(out: np.ndarray, gt: np.ndarray, with_lpips: bool) -> Dict[str, float]:
-    """PSNR / SSIM (BasicSR, 0-255 scale) and optionally LPIPS of ``out`` (clipped to [0, 1]) against ``gt``."""
-    from basicsr.metrics import calculate_ssim
-
-    result = {'psnr': psnr(out, gt), 'ssim': float(calculate_ssim(np.clip(out, 0, 1) * 255.0,
-                                                                   np.clip(gt, 0, 1) * 255.0, 0, input_order='HWC'))}
-    if with_lpips:
-        from mpt_metrics.lpips_metric import calculate_lpips
-
-        result['lpips'] = float(calculate_lpips(np.clip(out, 0, 1)[:, :, ::-1], np.clip(gt, 0, 1)[:, :, ::-1]))
-    return result
-
-
-def mean_psnr(outs: List[np.ndarray], pairs: list) -> float:
-    return float(np.mean([psnr(o, p.gt) for o, p in zip(outs, pairs)]))
-
-
-def tune(pairs: list) -> Dict[str, float]:
-    """Best RL iteration count and Wiener balance (mean PSNR) on the tuning pairs."""
-    rl = {n: mean_psnr([richardson_lucy(p.lq, p.psf, n) for p in pairs], pairs) for n in RL_ITERATIONS}
-    wh = {b: mean_psnr([wiener(p.lq, p.psf, b) for p in pairs], pairs) for b in WIENER_BALANCES}
-    return {'rl_iterations': max(rl, key=rl.get), 'wiener_balance': max(wh, key=wh.get)}
 
 
 # --- report -----------------------------------------------------------------------------------------------------
 def run(kinds: Sequence[str], data: str, checkpoints: Sequence[Sequence[str]], pairs_per_image: int, crop: int,
         tune_pairs: int) -> dict:
     """All scores: ``{kind: {'conditions': [...], 'rows': {method: {condition: [score dicts]}}, 'tuned': ...}}``."""
-    from mpt_deploy.deblur import inference_normalization, load_network, network_in_chans, network_options
+    from mpt_common.option_file import load_options
+    from mpt_deploy.model_loading import inference_normalization, load_network, network_in_chans, network_options
     from mpt_deploy.starter_models import CHANNELS, StarterNetworks
-    from mpt_plugin.option_file import load_options
 
     with_lpips = lpips_available()
     starters = StarterNetworks()
@@ -236,7 +173,7 @@ def figure(results: dict, path: str, crop: int = 96) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--data', default=osp.join(ROOT, 'starter_data'), help='scripts/make_starter_data.py output')
+    parser.add_argument('--data', default=osp.join(ROOT, 'starter_data'), help='tools/make_starter_data.py output')
     parser.add_argument('--kinds', nargs='+', default=['gray', 'rgb'], choices=['gray', 'rgb'])
     parser.add_argument('--checkpoint', nargs=3, action='append', default=[], metavar=('NAME', 'OPT', 'WEIGHTS'),
                         help='another network to score (option file and weights)')
@@ -247,7 +184,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--figure', help='PNG of before/after crops')
     args = parser.parse_args(argv)
     if not all(osp.isdir(osp.join(args.data, k, 'heldout')) for k in args.kinds):
-        from make_starter_data import build
+        from tools.make_starter_data import build
 
         build(args.data, args.kinds)
     import torch
@@ -262,7 +199,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         env = {'cpu': platform.processor() or platform.machine(), 'torch': torch.__version__}
         notes = ['Oracles get the true PSF of every pair; the networks get only the blurry image.',
                  'Noise levels: none; low = 1000 photons at white + read noise 0.002; high = 150 photons + 0.01.']
-        write_markdown(args.markdown, report, notes, env, argv, 'scripts/benchmark_quality.py', MARKS)
+        write_markdown(args.markdown, report, notes, env, argv, '-m tools.benchmark_quality', MARKS)
     if args.figure:
         figure(results, args.figure)
     return 0

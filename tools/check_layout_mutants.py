@@ -5,7 +5,7 @@ both pairings are compared with the unmutated module's over a grid of map sizes,
 indices, the number of masked regions and the masks must be identical. The issue's seam bug (wrapped part labelled
 like the last region) is the control and must differ::
 
-    python scripts/check_layout_mutants.py
+    python -m tools.check_layout_mutants
 """
 
 from __future__ import annotations

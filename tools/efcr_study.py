@@ -1,4 +1,4 @@
-"""What EFCR does at the paper's weight and at a weight where its gradient matters (``docs/efcr.md``).
+"""What EFCR does at the paper's weight and at a weight where its gradient matters (``docs/reference/efcr.md``).
 
 Trains the grayscale starter recipe, shortened to ``--iters`` iterations, in three arms and ``--seeds`` seeds:
 
@@ -10,14 +10,14 @@ Trains the grayscale starter recipe, shortened to ``--iters`` iterations, in thr
 
 Each run is BasicSR's ``train_pipeline`` (``scripts/train.py``), two at a time with one thread each. The EFCR runs
 log ``grad_pix`` and ``grad_efcr`` (L2 norms of each term's gradient w.r.t. the weights); their medians over the
-run are reported. Each final network is scored on the held-out gray images of ``scripts/make_starter_data.py``
-over every PSF type and noise level of ``scripts/benchmark_quality.py``. ``--markdown PAGE`` writes the table into
+run are reported. Each final network is scored on the held-out gray images of ``tools/make_starter_data.py``
+over every PSF type and noise level of ``tools/benchmark_quality.py``. ``--markdown PAGE`` writes the table into
 the page's ``<!-- efcr-study:begin -->``/``<!-- efcr-study:end -->`` block.
 
 Seeds go through BasicSR's ``--force_yml manual_seed=N``; the plugin re-seeds after ``--force_yml`` applies
 (BasicSR 1.4.2 alone would seed before it, :mod:`mpt_plugin.patches`).
 
-Example: ``python scripts/efcr_study.py --iters 600 --markdown docs/efcr.md``
+Example: ``python -m tools.efcr_study --iters 600 --markdown docs/reference/efcr.md``
 """
 
 from __future__ import annotations
@@ -34,12 +34,11 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, osp.join(ROOT, 'scripts'))
+from mpt_metrics.image_quality import psnr, scores
+from mpt_metrics.table_output import write_markdown
+from tools.benchmark_quality import NOISE_LEVELS, make_pairs, network_method
 
-from benchmark import write_markdown  # noqa: E402
-from benchmark_quality import NOISE_LEVELS, make_pairs, network_method, psnr, scores  # noqa: E402
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 ARMS = {'mpt': 'options/train_MPT_starter_gray.yml', 'efcr_paper': 'options/study_MPT_starter_gray_EFCR.yml',
         'efcr_calibrated': 'options/study_MPT_starter_gray_EFCR.yml'}
@@ -129,8 +128,8 @@ def grad_medians(log_path: str) -> Optional[tuple]:
 
 def evaluate(arm: Arm, seed: int, iters: int, data: str, pairs_per_image: int, crop: int) -> Dict[str, float]:
     """Held-out mean PSNR/SSIM of one run's final network over all PSF types and noise levels."""
-    from mpt_deploy.deblur import inference_normalization, load_network, network_options
-    from mpt_plugin.option_file import load_options
+    from mpt_common.option_file import load_options
+    from mpt_deploy.model_loading import inference_normalization, load_network, network_options
 
     opt_file = osp.join(ROOT, ARMS[arm.family])
     weights = weights_file(arm, seed, iters)
@@ -185,7 +184,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--markdown', help='docs page whose efcr-study block receives the table')
     args = parser.parse_args(argv)
     if not osp.isdir(osp.join(args.data, 'gray', 'train')):
-        from make_starter_data import build
+        from tools.make_starter_data import build
 
         build(args.data, ['gray'])
     arms = study_arms(args.arms, args.betas)
@@ -210,7 +209,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         env = {'cpu': platform.processor() or platform.machine(), 'torch': torch.__version__}
         note = 'Each run trains on one thread' + ('.' if args.eval_only else f', {args.parallel} at a time.')
         write_markdown(args.markdown, [report], [note], env, argv,
-                       'scripts/efcr_study.py', MARKS)
+                       '-m tools.efcr_study', MARKS)
     return 0
 
 

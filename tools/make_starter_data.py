@@ -4,14 +4,14 @@ packages (scikit-image's ``skimage/data`` and matplotlib's ``mpl-data/sample_dat
 Whole images are split three ways, never a crop of one image in two splits:
 
 * ``train``: what ``options/train_MPT_starter_<gray|rgb>.yml`` synthesise pairs from (``SyntheticDefocusDataset``);
-* ``tune``: where ``scripts/benchmark_quality.py`` tunes the Richardson-Lucy iterations and the Wiener balance;
+* ``tune``: where ``tools/benchmark_quality.py`` tunes the Richardson-Lucy iterations and the Wiener balance;
 * ``heldout``: the evaluation images, from a different package (matplotlib) where possible.
 
 The gray set also takes the luminance of the RGB training images. Files keep their bit depth (the matplotlib MRI
 slice is 16-bit). Layout: ``<out>/<gray|rgb>/<train|tune|heldout>/<name>.png``. Sources and licences:
 :data:`SOURCES` (also in the starter models' model cards).
 
-Example: ``python scripts/make_starter_data.py --out starter_data``
+Example: ``python -m tools.make_starter_data --out starter_data``
 """
 
 from __future__ import annotations

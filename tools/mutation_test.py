@@ -1,4 +1,4 @@
-"""Mutation testing of the modules where a wrong answer is silent (``docs/mutation_testing.md``).
+"""Mutation testing of the modules where a wrong answer is silent (``docs/developer/mutation_testing.md``).
 
 For each module of :data:`MODULE_TESTS`, a scratch copy of the working tree is made under ``--workdir`` (your
 checkout is never modified), ``mutmut`` (the ``[mutation]`` extra) generates its mutants, and each mutant runs
@@ -10,8 +10,8 @@ killed share with the equivalents excluded, and every survivor with its diff.
 Runs in the background on a 2-core machine (hours for all modules)::
 
     pip install -e '.[mutation]'
-    nohup python scripts/mutation_test.py --children 2 --report mutation/report.md > mutation/run.log 2>&1 &
-    python scripts/mutation_test.py --modules mpt_losses/haar.py      # one module
+    nohup python -m tools.mutation_test --children 2 --report mutation/report.md > mutation/run.log 2>&1 &
+    python -m tools.mutation_test --modules mpt_losses/haar.py      # one module
 """
 
 from __future__ import annotations
@@ -31,33 +31,46 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 # module -> the test files that claim to cover it
 MODULE_TESTS: Dict[str, Tuple[str, ...]] = {
-    'mpt_arch/region_geometry.py': ('tests/test_arch_region_geometry.py', 'tests/test_arch_cswa.py',
-                                    'tests/test_arch_cswa_seam.py', 'tests/test_arch_strips.py',
-                                    'tests/test_authors_compat.py'),
-    'mpt_arch/cswa.py': ('tests/test_arch_cswa.py', 'tests/test_arch_cswa_seam.py', 'tests/test_arch_strips.py',
-                         'tests/test_ablation_arch.py', 'tests/test_authors_compat.py'),
-    'mpt_arch/isca.py': ('tests/test_arch_blocks.py', 'tests/test_arch_strips.py', 'tests/test_ablation_arch.py',
-                         'tests/test_authors_compat.py'),
-    'mpt_arch/fefn.py': ('tests/test_arch_blocks.py', 'tests/test_arch_strips.py', 'tests/test_ablation_arch.py'),
-    'mpt_arch/pyramid_block.py': ('tests/test_arch_pyramid_block.py', 'tests/test_arch_blocks.py',
-                                  'tests/test_arch_mpt.py', 'tests/test_ablation_arch.py',
-                                  'tests/test_authors_compat.py'),
-    'mpt_arch/mpt_arch.py': ('tests/test_arch_mpt.py', 'tests/test_arch_strips.py', 'tests/test_ablation_arch.py',
-                             'tests/test_authors_compat.py', 'tests/test_arch_drop_in_modules.py'),
-    'mpt_losses/haar.py': ('tests/test_haar.py', 'tests/test_efcr_loss.py', 'tests/test_efcr_gradients.py'),
-    'mpt_losses/efcr_loss.py': ('tests/test_efcr_loss.py', 'tests/test_efcr_gradients.py'),
-    'mpt_losses/reblur.py': ('tests/test_efcr_reblur.py',),
-    'mpt_models/efcr_model.py': ('tests/test_model_efcr.py', 'tests/test_model_efcr_options.py',
-                                 'tests/test_efcr_grad_norms.py'),
-    'mpt_data/bbbc006_dataset.py': ('tests/test_data_bbbc006.py', 'tests/test_data_bbbc006_options.py',
-                                    'tests/test_data_lmdb.py', 'tests/test_training_checks.py'),
-    'mpt_data/paired_defocus_dataset.py': ('tests/test_data_paired.py', 'tests/test_data_paired_options.py'),
-    'mpt_data/normalization.py': ('tests/test_normalization.py', 'tests/test_deblur_contract.py',
-                                  'tests/test_data_bbbc006.py'),
-    # mpt_plugin modules run with the auto-load hook off (see mutmut_env), so only tests that need no registry
-    'mpt_plugin/checkpoint.py': ('tests/test_checkpoint_loading.py',),
+    'mpt_arch/region_geometry.py': (
+        'tests/arch/test_arch_region_geometry.py', 'tests/arch/test_arch_cswa.py',
+        'tests/arch/test_arch_cswa_seam.py', 'tests/arch/test_arch_strips.py', 'tests/deploy/test_authors_compat.py'),
+    'mpt_arch/cswa.py': (
+        'tests/arch/test_arch_cswa.py', 'tests/arch/test_arch_cswa_seam.py', 'tests/arch/test_arch_strips.py',
+        'tests/arch/test_ablation_arch.py', 'tests/deploy/test_authors_compat.py'),
+    'mpt_arch/isca.py': (
+        'tests/arch/test_arch_blocks.py', 'tests/arch/test_arch_strips.py', 'tests/arch/test_ablation_arch.py',
+        'tests/deploy/test_authors_compat.py'),
+    'mpt_arch/fefn.py': (
+        'tests/arch/test_arch_blocks.py', 'tests/arch/test_arch_strips.py', 'tests/arch/test_ablation_arch.py'),
+    'mpt_arch/pyramid_block.py': (
+        'tests/arch/test_arch_pyramid_block.py', 'tests/arch/test_arch_blocks.py', 'tests/arch/test_arch_mpt.py',
+        'tests/arch/test_ablation_arch.py', 'tests/deploy/test_authors_compat.py'),
+    'mpt_arch/mpt_arch.py': (
+        'tests/arch/test_arch_mpt.py', 'tests/arch/test_arch_strips.py', 'tests/arch/test_ablation_arch.py',
+        'tests/deploy/test_authors_compat.py', 'tests/arch/test_arch_drop_in_modules.py'),
+    'mpt_losses/haar.py': (
+        'tests/losses/test_haar.py', 'tests/losses/test_efcr_loss.py', 'tests/losses/test_efcr_gradients.py'),
+    'mpt_losses/efcr_loss.py': (
+        'tests/losses/test_efcr_loss.py', 'tests/losses/test_efcr_gradients.py'),
+    'mpt_losses/reblur.py': (
+        'tests/losses/test_efcr_reblur.py',),
+    'mpt_models/efcr_model.py': (
+        'tests/models/test_model_efcr.py', 'tests/models/test_model_efcr_options.py',
+        'tests/models/test_efcr_grad_norms.py'),
+    'mpt_data/bbbc006_dataset.py': (
+        'tests/data/test_data_bbbc006.py', 'tests/data/test_data_bbbc006_options.py', 'tests/data/test_data_lmdb.py',
+        'tests/plugin/test_training_checks.py'),
+    'mpt_data/paired_defocus_dataset.py': (
+        'tests/data/test_data_paired.py', 'tests/data/test_data_paired_options.py'),
+    'mpt_data/normalization.py': (
+        'tests/data/test_normalization.py', 'tests/deploy/test_deblur_contract.py',
+        'tests/data/test_data_bbbc006.py'),
+    # mpt_common/mpt_plugin modules run with the auto-load hook off (see mutmut_env): only tests that need no registry
+    'mpt_common/checkpoint.py': (
+        'tests/common/test_checkpoint_loading.py',),
     # (the SIGKILL test's subprocesses would see no mutant)
-    'mpt_plugin/resume.py': ('tests/test_resume_atomic.py', 'tests/test_resume_selection.py'),
+    'mpt_plugin/resume.py': (
+        'tests/plugin/test_resume_atomic.py', 'tests/plugin/test_resume_selection.py'),
 }
 TIMEOUT_MULTIPLIER = 40.0
 EQUIVALENTS_FILE = osp.join(ROOT, 'tests', 'mutation_equivalents.txt')
@@ -99,7 +112,7 @@ def mutmut_config(module: str, tests: Sequence[str]) -> str:
     package = module.split('/')[0]
     others = sorted({m.split('/')[0] for m in MODULE_TESTS} | {'mpt_metrics', 'mpt_deploy'} - {package})
     quote = lambda items: ', '.join(f'"{i}"' for i in items)  # noqa: E731
-    copied = others + ['options', 'scripts', 'docs', 'setup.py', 'README.md', 'mutmut_fastest_first.py']
+    copied = others + ['options', 'scripts', 'tools', 'docs', 'setup.py', 'README.md', 'mutmut_fastest_first.py']
     return (f'[tool.mutmut]\nsource_paths = ["{package}"]\nonly_mutate = ["{module}"]\n'
             f'also_copy = [{quote(copied)}]\n'
             f'pytest_add_cli_args_test_selection = [{quote(tests)}]\n'
@@ -116,7 +129,7 @@ def scratch_dir(module: str, workdir: str) -> str:
 
 def mutmut_env(module: str, dest: str) -> Dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', MPT_TEST_THREADS='1', PYTHONPATH=dest)
-    if module.startswith('mpt_plugin/'):
+    if module.startswith(('mpt_plugin/', 'mpt_common/')):
         # the auto-load hook imports mpt_plugin at start-up, before mutmut can put its mutated copy first
         env['MPT_BASICSR_PLUGIN'] = '0'
     return env
@@ -127,7 +140,7 @@ def run_module(module: str, workdir: str, children: int) -> dict:
     dest = scratch_dir(module, workdir)
     shutil.rmtree(dest, ignore_errors=True)
     copy_tree(dest)
-    shutil.copy2(osp.join(ROOT, 'scripts', 'mutmut_fastest_first.py'), dest)  # also_copy puts it on mutmut's sys.path
+    shutil.copy2(osp.join(ROOT, 'tools', 'mutmut_fastest_first.py'), dest)  # also_copy puts it on mutmut's sys.path
     oracle = osp.realpath(osp.join(ROOT, '..', 'shared'))
     if osp.isdir(oracle):  # the authors' network, found by the tests at <repository>/../shared (here dest/mutants)
         os.symlink(oracle, osp.join(dest, 'shared'))
@@ -256,7 +269,7 @@ def report(results: List[dict], equivalents: Dict[str, Tuple[str, str]]) -> str:
                  f" | {100.0 * total['killed'] / scored if scored else float('nan'):.1f} | |")
     eq_lines = [f'- `{name}`: {reason}' for name, (_, reason) in sorted(equivalents.items())]
     return '\n'.join(['# Mutation testing report', '', f'{time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, '
-                      f'`python scripts/mutation_test.py {" ".join(sys.argv[1:])}`', '', *lines, '',
+                      f'`python -m tools.mutation_test {" ".join(sys.argv[1:])}`', '', *lines, '',
                       '## Declared equivalent', '', *(eq_lines or ['(none)']), '', '## Survivors', '',
                       *(details or ['(none)'])]) + '\n'
 

@@ -1,4 +1,4 @@
-"""pytest plugin for ``scripts/mutation_test.py``: a mutant's tests run fastest first.
+"""pytest plugin for ``tools/mutation_test.py``: a mutant's tests run fastest first.
 
 mutmut passes each mutant the tests that execute the mutated function and stops at the first failure
 (``-x``), but pytest runs them in file order, so a mutant killed only by a cheap test may first sit through

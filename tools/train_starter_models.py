@@ -1,15 +1,15 @@
-"""Recipe of the shipped starter models: data, training through BasicSR, packaging (``docs/starter_models.md``).
+"""Recipe of the shipped starter models: data, training through BasicSR, packaging (``docs/guides/starter_models.md``).
 
 One command, from the repository root::
 
-    python scripts/train_starter_models.py
+    python -m tools.train_starter_models
 
-1. collects the registry-shipped sharp images (``scripts/make_starter_data.py``) into ``--data`` if missing;
+1. collects the registry-shipped sharp images (``tools/make_starter_data.py``) into ``--data`` if missing;
 2. trains ``options/train_MPT_starter_gray.yml`` and ``..._rgb.yml`` with BasicSR's ``train_pipeline``
    (``scripts/train.py``), both at once with one thread each (``--sequential``: one after the other, all cores);
 3. packages each ``net_g_latest.pth`` into ``mpt_deploy/starter_models/``: ``MPT_starter_<kind>.pth`` (finite
    ``params`` only), the option file (``.yml``), a reference output of a fixed input with the weights' SHA-256
-   (``.json``, checked by ``tests/test_starter_models.py``) and the model card (``.md``).
+   (``.json``, checked by ``tests/deploy/test_starter_models.py``) and the model card (``.md``).
 
 ``--package-only`` repackages existing experiments (e.g. after training elsewhere).
 """
@@ -30,13 +30,10 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from mpt_deploy.starter_models import CHANNELS, KINDS, STARTER_DIR, sha256
+from tools.make_starter_data import SOURCES, SPLITS, build
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, osp.join(ROOT, 'scripts'))
-
-from make_starter_data import SOURCES, SPLITS, build  # noqa: E402
-
-from mpt_deploy.starter_models import CHANNELS, KINDS, STARTER_DIR, sha256  # noqa: E402
 
 REFERENCE_SIZE = 16  # side of the fixed input whose output the JSON records
 
@@ -93,9 +90,9 @@ def package(kind: str, wall_s: Optional[float], out_dir: str = STARTER_DIR, chec
     """Write the four package files of ``kind`` from its experiment (or ``checkpoint``); returns the weights' path."""
     import torch
 
-    from mpt_deploy.deblur import load_network, network_options
-    from mpt_plugin.checkpoint import check_finite, load_checkpoint, select_params
-    from mpt_plugin.option_file import load_options
+    from mpt_common.checkpoint import check_finite, load_checkpoint, select_params
+    from mpt_common.option_file import load_options
+    from mpt_deploy.model_loading import load_network, network_options
 
     opt = load_options(option_file(kind))
     ckpt = checkpoint or osp.join(ROOT, 'experiments', opt['name'], 'models', 'net_g_latest.pth')
@@ -150,13 +147,13 @@ defocus. `mpt-deblur -i IN -o OUT` uses it when no network is given.
   the output), so 8- and 16-bit files of any exposure are handled alike.
 
 ## Training data
-Sharp images shipped inside registry packages (`scripts/make_starter_data.py`); whole images are held out.
+Sharp images shipped inside registry packages (`tools/make_starter_data.py`); whole images are held out.
 
 | split | file | package | content | licence |
 |---|---|---|---|---|
 {chr(10).join(rows)}
 
-Degradations (`SyntheticDefocusDataset`, `docs/synthetic_data.md`): PSF {psf}; Poisson-Gaussian noise with
+Degradations (`SyntheticDefocusDataset`, `docs/guides/synthetic_data.md`): PSF {psf}; Poisson-Gaussian noise with
 photons {train_ds['noise']['photons']}, read noise {train_ds['noise']['read_noise']}, noise-free share
 {train_ds['noise']['clean_fraction']}.
 
@@ -164,11 +161,11 @@ photons {train_ds['noise']['photons']}, read noise {train_ds['noise']['read_nois
 {opt['train']['total_iter']} iterations of batch {train_ds['batch_size_per_gpu']} x {train_ds['gt_size']}^2 crops,
 AdamW lr {opt['train']['optim_g']['lr']} with cosine decay, L1 loss; wall time {wall} on
 {platform.machine()} ({os.cpu_count()} CPU cores, one thread per model), torch {torch.__version__}, packaged
-{datetime.date.today().isoformat()}. Rebuild: `python scripts/train_starter_models.py`.
+{datetime.date.today().isoformat()}. Rebuild: `python -m tools.train_starter_models`.
 
 ## Evaluation
-`python scripts/benchmark_quality.py` (held-out images, per PSF type and noise level, against Richardson-Lucy and
-Wiener given the true PSF); the table is in `docs/starter_models.md`.
+`python -m tools.benchmark_quality` (held-out images, per PSF type and noise level, against Richardson-Lucy and
+Wiener given the true PSF); the table is in `docs/guides/starter_models.md`.
 
 ## Limits
 - Synthetic, spatially uniform defocus of the listed PSF ranges; real optics (spherical aberration, depth-varying
