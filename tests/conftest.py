@@ -1,11 +1,22 @@
-"""Shared test set-up: deterministic seeds and few threads so the suite runs on 2 cores."""
+"""Shared test set-up: deterministic seeds and few threads so the suite runs on 2 cores.
+
+Layout: one folder per package (``arch/``, ``losses/``, ``data/``, ``models/``, ``metrics/``, ``common/``,
+``plugin/``, ``deploy/``), ``scripts/`` and ``tools/`` for the command files, ``project/`` for the docs and the
+import layering; shared helpers in ``helpers/`` (importable as ``helpers``: pytest puts this folder on the path),
+frozen inputs in ``fixtures/``.
+"""
 
 import os
+import sys
 
 import pytest
 import torch
 
-import mpt_plugin.compat  # noqa: F401  (must precede any basicsr import)
+import mpt_common.basicsr_compat  # noqa: F401  (must precede any basicsr import)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:  # the maintainer tools are imported as the package ``tools``
+    sys.path.append(REPO)
 
 # intra-op threads per test process; mutation runs (several test processes at once) set 1
 THREADS = int(os.environ.get('MPT_TEST_THREADS', '2'))
@@ -57,3 +68,23 @@ def basicsr_log(caplog):
     caplog.set_level(logging.INFO, logger='basicsr')
     yield caplog
     logger.removeHandler(caplog.handler)
+
+
+@pytest.fixture
+def fresh_basicsr_logger(monkeypatch):
+    """BasicSR initialises its logger (and log file) once per process; give each run its own log file."""
+    import logging
+
+    import basicsr.utils.logger as basicsr_logger
+
+    logger = logging.getLogger('basicsr')
+    saved = list(logger.handlers)
+    for handler in saved:
+        logger.removeHandler(handler)
+    monkeypatch.setattr(basicsr_logger, 'initialized_logger', {})
+    yield
+    for handler in list(logger.handlers):
+        handler.close()
+        logger.removeHandler(handler)
+    for handler in saved:
+        logger.addHandler(handler)

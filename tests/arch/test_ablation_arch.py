@@ -189,3 +189,32 @@ def test_default_path_unchanged():
     assert not _modules(model, FFNVariant) and not _modules(model, DownsampleVariant)
     explicit = MPT(attention='cswa+isca', ffn='fefn', downsample='avgpool', npconv=True, shift_windows=True)
     assert [(n, p.shape) for n, p in explicit.named_parameters()] == [(n, p.shape) for n, p in model.named_parameters()]
+
+
+class _ScaledInput(torch.nn.Module):
+    """A made-up attention branch: ``x + w * y`` (what a user adds for a new ablation)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.full((dim,), 0.5))  # channels-last maps
+
+    def forward(self, y, residual):
+        return residual + self.weight * y
+
+
+def test_a_new_branch_kind_is_one_builder_and_one_pair(monkeypatch):
+    """docs/developer/extending.md: an attention variant needs its module, a BRANCH_BUILDERS entry and a pair."""
+    from mpt_arch import ablation, pyramid_block
+
+    monkeypatch.setitem(pyramid_block.BRANCH_BUILDERS, 'scaled', lambda dim, heads, *a, **k: _ScaledInput(dim))
+    monkeypatch.setitem(ablation.ATTENTION_PAIRS, 'scaled+isca', ('scaled', 'isca'))
+    block = pyramid_block.PyramidSubBlock(8, 2, 0.5, 4, False, 2.0, attention='scaled+isca')
+    assert block.branches == ('scaled', 'isca') and isinstance(block.scaled, _ScaledInput)
+    x = torch.rand(1, 12, 12, 8)  # (B, H, W, C)
+    y = block.norm(x)
+    expected = block.fefn(x + 0.5 * y, block.isca(y, residual=x))
+    torch.testing.assert_close(block(x), expected)
+    model = MPT(**TINY, attention='scaled+isca').eval()
+    assert any(name.endswith('.scaled.weight') for name, _ in model.named_parameters())
+    with torch.no_grad():
+        assert model(torch.rand(1, 1, 19, 23)).shape == (1, 1, 19, 23)

@@ -7,9 +7,9 @@ import pytest
 import torch
 import yaml
 
+from helpers import REPO as ROOT
 from mpt_arch import MPT
 
-ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / 'options' / 'train_MPT_BBBC006_w1.yml'
 FILES = sorted((ROOT / 'options' / 'ablation').glob('*.yml'))
 PAPER_SCALES = [[1 / 8, 1 / 8, 1 / 4, 1 / 4, 1, 1], [1 / 4, 1 / 4, 1 / 2, 1 / 2, 1, 1],

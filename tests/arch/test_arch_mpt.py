@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from helpers import REPO
 from mpt_arch import MPT
 
 TINY = dict(dim=8, num_blocks=(2, 2, 2, 2), heads=(1, 1, 2, 2), scales=((0.5, 1), (0.5, 1), (0.5, 1), (1, 1)),
@@ -12,7 +13,7 @@ TINY = dict(dim=8, num_blocks=(2, 2, 2, 2), heads=(1, 1, 2, 2), scales=((0.5, 1)
 def test_paper_config_parameter_count():
     n = sum(p.numel() for p in MPT().parameters())
     assert abs(n - 19.80e6) / 19.80e6 < 0.005
-    assert n == 19_799_356  # the authors' parameterization (REFERENCE.md)
+    assert n == 19_799_356  # the authors' models/MPT.py (PieceZhang/MPT-CataBlur@6b06096)
 
 
 def test_paper_config_forward_256():
@@ -93,11 +94,10 @@ def test_wrong_input_channels_raise():
 def test_folder_is_self_contained_for_drop_in():
     """Only relative imports of our own code, and only mpt_arch.py touches BasicSR (drop-in into archs/)."""
     import ast
-    from pathlib import Path
 
-    folder = Path(__file__).resolve().parents[1] / 'mpt_arch'
+    folder = REPO / 'mpt_arch'
     allowed = {'torch', 'einops', 'math', 'typing', 'dataclasses', '__future__'}
-    if folder.parent.name == 'mutants':  # a mutation run's copy (scripts/mutation_test.py): mutmut's trampolines
+    if folder.parent.name == 'mutants':  # a mutation run's copy (tools/mutation_test.py): mutmut's trampolines
         allowed.add('mutmut')
     for path in folder.glob('*.py'):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -111,7 +111,7 @@ def test_folder_is_self_contained_for_drop_in():
                 root = name.split('.')[0]
                 if root == 'basicsr':
                     assert path.name == 'mpt_arch.py', path
-                elif root == 'mpt_plugin':
+                elif root == 'mpt_common':  # the optional BasicSR 1.4.2 import shim
                     assert path.name == '__init__.py', path
                 else:
                     assert root in allowed, f'{path.name} imports {name}'

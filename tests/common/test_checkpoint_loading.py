@@ -1,4 +1,4 @@
-"""``mpt_plugin.checkpoint``: every refusal's message, parameter selection and BasicSR's ``load_network``.
+"""``mpt_common.checkpoint``: every refusal's message, parameter selection and BasicSR's ``load_network``.
 
 Expected messages and selections are written out by hand from the documented contract (module docstring).
 """
@@ -8,10 +8,10 @@ from functools import partial
 
 import pytest
 import torch
-from raised import raised
 
-from mpt_plugin import checkpoint
-from mpt_plugin.checkpoint import EXPECTED, CheckpointError, check_finite, load_checkpoint, select_params
+from helpers.raised import raised
+from mpt_common import checkpoint
+from mpt_common.checkpoint import EXPECTED, CheckpointError, check_finite, load_checkpoint, select_params
 
 _raises = partial(raised, CheckpointError)
 

@@ -13,7 +13,7 @@ def test_basicsr_imports_with_shim():
 
 def test_shim_is_idempotent_and_lazy():
     code = (
-        'import sys, mpt_plugin.compat as c; c.install(); c.install();'
+        'import sys, mpt_common.basicsr_compat as c; c.install(); c.install();'
         'n = sum(type(f).__name__ == "_FunctionalTensorAlias" for f in sys.meta_path);'
         'assert n == 1, n; assert "torch" not in sys.modules, "torch imported at install"'
     )

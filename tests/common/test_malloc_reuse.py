@@ -1,4 +1,4 @@
-"""mpt_plugin.malloc_reuse: freed tensor memory is reused instead of paged in again (checked in subprocesses,
+"""mpt_common.malloc_reuse: freed tensor memory is reused instead of paged in again (checked in subprocesses,
 since the setting is process-wide)."""
 
 import json
@@ -10,7 +10,7 @@ import pytest
 
 CHILD = r'''
 import json, resource, sys
-from mpt_plugin.malloc_reuse import keep_freed_memory
+from mpt_common.malloc_reuse import keep_freed_memory
 applied = keep_freed_memory(None if sys.argv[1] == 'env' else sys.argv[1] == 'on')
 import torch
 def faults():

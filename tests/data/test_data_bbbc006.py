@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from test_data_layouts import bbbc_field_image, make_bbbc006, make_lfdof
 
+from helpers.layouts import bbbc_field_image, make_bbbc006, make_lfdof
 from mpt_data import BBBC006Dataset
 from mpt_data.bbbc006_dataset import parse_file_name
 from mpt_data.image_io import ImageReadError

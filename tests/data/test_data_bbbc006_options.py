@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 import tifffile
-from raised import raised
-from test_data_layouts import BBBC_PREFIX, make_bbbc006
 
+from helpers.layouts import BBBC_PREFIX, make_bbbc006
+from helpers.raised import raised
 from mpt_data import BBBC006Dataset
 from mpt_data.bbbc006_dataset import FILE_PATTERN, lmdb_key, parse_file_name, plane_folder
 from mpt_data.image_io import ImageReadError
@@ -90,7 +90,7 @@ def test_16_and_8_bit_images_only(tmp_path):
 
 
 def test_well_split_threshold_is_strict():
-    """A well is a test well when md5('<seed>:<WELL>')[:8] / 2^32 is *below* test_fraction (docs/datasets.md)."""
+    """A well is a test well when md5('<seed>:<WELL>')[:8] / 2^32 is *below* test_fraction (docs/guides/datasets.md)."""
     import hashlib
 
     from mpt_data.bbbc006_dataset import is_test_well
@@ -147,7 +147,7 @@ def test_samples_name_their_files_and_size_errors_name_both(tmp_path):
 
 
 def test_extra_dataset_is_attached(tmp_path):
-    from test_data_layouts import make_paired_folder
+    from helpers.layouts import make_paired_folder
 
     make_bbbc006(tmp_path / 'bbbc', wells=('a01',), sites=('1',), channels=('1',))
     make_paired_folder(tmp_path / 'x' / 'lq', tmp_path / 'x' / 'gt', ['e.png'], c=1, h=40, w=48)
@@ -185,7 +185,7 @@ def test_start_up_check_names_each_file_and_applies_the_crop_only_to_unscaled_tr
 
 
 def test_start_up_check_names_lmdb_keys_with_their_database(tmp_path):
-    from script_loader import load_script
+    from helpers.scripts import load_script
 
     make_bbbc006(tmp_path / 'B', wells=('a01',), sites=('1',), channels=('1',))
     db = str(tmp_path / 'B.lmdb')
@@ -198,7 +198,7 @@ def test_start_up_check_names_lmdb_keys_with_their_database(tmp_path):
 
 
 def _bbbc006_lmdb(tmp_path) -> str:
-    from script_loader import load_script
+    from helpers.scripts import load_script
 
     make_bbbc006(tmp_path / 'B', wells=('a01',), sites=('2',), channels=('1',))
     db = str(tmp_path / 'B.lmdb')

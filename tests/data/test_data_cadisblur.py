@@ -6,9 +6,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from script_loader import load_script
-from test_data_layouts import texture
 
+from helpers.layouts import texture
+from helpers.scripts import load_script
 from mpt_data.defocus import composite_two_planes, defocus_blur, disk_psf
 
 

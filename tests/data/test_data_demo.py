@@ -1,17 +1,19 @@
-"""scripts/make_demo_data.py: real bundled microscopy images -> paired train/val defocus sets."""
+"""mpt_data/demo_data.py: real bundled microscopy images -> paired train/val defocus sets."""
 
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from script_loader import load_script
 
+from helpers.scripts import load_script
 from mpt_data import PairedDefocusDataset
 
 
 def _script():
-    return load_script('make_demo_data')
+    from mpt_data import demo_data
+
+    return demo_data
 
 
 def _detail(path: Path) -> float:
@@ -70,8 +72,8 @@ def test_run_demo_smoke(tmp_path, monkeypatch, capsys):
     assert any(name.startswith('Richardson-Lucy (true PSF') for name in rows)
     assert status == (0 if rows['starter + fine-tune'] > rows['input'] else 1)
     # fine-tuned from the shipped weights: two small AdamW steps away from them (a fresh init would be far)
+    from mpt_common.checkpoint import load_checkpoint
     from mpt_deploy.starter_models import starter_model
-    from mpt_plugin.checkpoint import load_checkpoint
 
     tuned = load_checkpoint(str(experiment / 'models' / 'net_g_latest.pth'))['params']
     shipped = load_checkpoint(starter_model('rgb').weights)['params']

@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 import torch
-from script_loader import load_script
-from test_data_layouts import make_bbbc006, make_lfdof, make_paired_folder, write_png
 
+from helpers.layouts import make_bbbc006, make_lfdof, make_paired_folder, write_png
+from helpers.scripts import load_script
 from mpt_data import BBBC006Dataset, PairedDefocusDataset, UnlabeledDefocusDataset
 from mpt_data.image_io import ImageLoader
 

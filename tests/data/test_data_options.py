@@ -6,11 +6,12 @@ from pathlib import Path
 import pytest
 import yaml
 from basicsr.data import build_dataset
-from test_data_layouts import make_bbbc006, make_dpdd, make_paired_folder
 
+from helpers import REPO
+from helpers.layouts import make_bbbc006, make_dpdd, make_paired_folder
 from mpt_data.bbbc006_dataset import is_test_well
 
-OPTIONS = Path(__file__).resolve().parents[1] / 'options'
+OPTIONS = REPO / 'options'
 EXPERIMENTS = ('BBBC006_w1', 'BBBC006_w2', 'BBBC006', '3DHistech', 'CaDISBlur', 'DPDD')
 
 

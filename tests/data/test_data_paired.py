@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_data_layouts import make_dpdd, make_lfdof, make_paired_folder, texture, write_png
 
+from helpers.layouts import make_dpdd, make_lfdof, make_paired_folder, texture, write_png
 from mpt_data import PairedDefocusDataset, UnlabeledDefocusDataset
 from mpt_data.image_io import ImageReadError
 

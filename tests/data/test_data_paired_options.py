@@ -4,9 +4,9 @@ import os
 
 import numpy as np
 import pytest
-from raised import raised
-from test_data_layouts import make_dpdd, make_lfdof, make_paired_folder, write_png
 
+from helpers.layouts import make_dpdd, make_lfdof, make_paired_folder, write_png
+from helpers.raised import raised
 from mpt_data import PairedDefocusDataset
 from mpt_data.image_io import ImageReadError
 from mpt_data.paired_defocus_dataset import pair_folder
@@ -117,7 +117,7 @@ def _remove_meta_lines(db: str, prefix: str) -> None:
 
 def test_lmdb_layouts_keys_and_names(tmp_path):
     """LMDB samples: (key, client key of its input database, ground-truth key); errors name database[key]."""
-    from script_loader import load_script
+    from helpers.scripts import load_script
 
     make_lmdb = load_script('make_lmdb')
     make_paired_folder(tmp_path / 'a', tmp_path / 'gt', ['f1.png', 'f2.png'], h=20, w=24)
@@ -231,7 +231,7 @@ def test_normalisation_errors_name_the_image_they_come_from(tmp_path):
 
 def test_lmdb_channel_options_match_the_folders(tmp_path):
     """in_chans and to_gray reach the LMDB reader as they reach the disk reader."""
-    from script_loader import load_script
+    from helpers.scripts import load_script
 
     make_paired_folder(tmp_path / 'lq', tmp_path / 'gt', ['a.png'], h=20, w=24)
     for folder in ('lq', 'gt'):

@@ -6,8 +6,8 @@ import random
 import cv2
 import numpy as np
 import pytest
-from script_loader import load_script
 
+from helpers.scripts import load_script
 from mpt_data.noise import poisson_gaussian
 from mpt_data.synthetic_defocus_dataset import SyntheticDefocusDataset
 

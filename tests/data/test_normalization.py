@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from raised import raised
 
+from helpers.raised import raised
 from mpt_data.image_io import ImageReadError
 from mpt_data.normalization import (
     IntensityMap,

@@ -1,20 +1,20 @@
 """The authors' released weights run exactly: ``MPT(compat='authors')`` + the checkpoint converter (issue 12).
 
 The oracle is the authors' network at ``<repo>/../shared/reference/authors_mpt/MPT.py`` (tests that need it are
-skipped when it is absent, as in a user's clone); the frozen fixture ``tests/data/authors_mpt_tiny.pt``
-(``tests/make_authors_fixture.py``) keeps the exact check running without it.
+skipped when it is absent, as in a user's clone); the frozen fixture ``tests/fixtures/authors_mpt_tiny.pt``
+(``tests/helpers/authors_fixture.py``) keeps the exact check running without it.
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 import torch
 import torch.nn.functional as F
-from script_loader import load_script
 
+from helpers import REPO
+from helpers.scripts import load_script
 from mpt_arch import MPT
 from mpt_deploy import deblur
 from mpt_deploy.authors_checkpoint import (
@@ -24,9 +24,8 @@ from mpt_deploy.authors_checkpoint import (
     is_authors_state_dict,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 ORACLE_DIR = REPO.parent / 'shared' / 'reference' / 'authors_mpt'
-FIXTURE = REPO / 'tests' / 'data' / 'authors_mpt_tiny.pt'
+FIXTURE = REPO / 'tests' / 'fixtures' / 'authors_mpt_tiny.pt'
 needs_oracle = pytest.mark.skipif(not (ORACLE_DIR / 'MPT.py').is_file(), reason='authors\' MPT.py not present')
 # tiny authors' configuration with every kind of sub-block: r = 8, 4, 2 (plain and shifted) and r = 1 shifted
 DOWNPOOL = [[[1, 1 / 8], [1, 1 / 4]], [[1, 1 / 4], [1, 1 / 2]], [[1, 1 / 2], [1, 1 / 2]], [[1, 1 / 2], [1, 1]]]
@@ -36,11 +35,9 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def _fixture_tools():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('make_authors_fixture', REPO / 'tests' / 'make_authors_fixture.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from helpers import authors_fixture
+
+    return authors_fixture
 
 
 def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -15,11 +15,10 @@ import tifffile
 import yaml
 from basicsr.models import build_model
 from basicsr.train import train_pipeline
-from script_loader import load_script
-from test_model_efcr_pipeline import fresh_basicsr_logger  # noqa: F401  (fixture)
 
 import mpt_data  # noqa: F401  (registers BBBC006Dataset)
 import mpt_models  # noqa: F401  (registers EFCRModel)
+from helpers.scripts import load_script
 from mpt_data.bbbc006_dataset import BBBC006Dataset, plane_folder
 from mpt_deploy import deblur
 from mpt_plugin.smoke import TINY_MPT

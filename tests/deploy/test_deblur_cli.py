@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,11 +10,8 @@ import tifffile
 import torch
 from basicsr.archs import build_network
 
-from mpt_deploy import deblur
+from mpt_deploy import deblur, model_loading
 from mpt_plugin.smoke import TINY_MPT
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -95,15 +91,16 @@ def test_real_network_changes_the_image_and_keeps_format(tmp_path):
 
 def test_mismatching_checkpoint_lists_keys_and_shapes(tmp_path):
     ckpt = _identity_checkpoint(tmp_path / 'net.pth', 1)
-    with pytest.raises(deblur.CheckpointMismatchError) as err:
-        deblur.load_network({**_mpt(1), 'dim': 16}, ckpt)
+    with pytest.raises(model_loading.CheckpointMismatchError) as err:
+        model_loading.load_network({**_mpt(1), 'dim': 16}, ckpt)
     assert 'shape mismatches' in str(err.value) and 'conv_in.weight' in str(err.value)
     state = torch.load(ckpt, weights_only=True)['params']
     state['extra.weight'] = torch.zeros(1)
     del state['conv_out.weight']
     torch.save({'params': state}, tmp_path / 'bad.pth')
-    with pytest.raises(deblur.CheckpointMismatchError, match=r'(?s)missing keys: conv_out.weight.*unexpected keys'):
-        deblur.load_network(_mpt(1), str(tmp_path / 'bad.pth'))
+    mismatch = model_loading.CheckpointMismatchError
+    with pytest.raises(mismatch, match=r'(?s)missing keys: conv_out.weight.*unexpected keys'):
+        model_loading.load_network(_mpt(1), str(tmp_path / 'bad.pth'))
 
 
 def test_wrong_channel_count_and_same_output_folder_are_errors(tmp_path, capsys):
@@ -116,7 +113,7 @@ def test_wrong_channel_count_and_same_output_folder_are_errors(tmp_path, capsys)
     assert 'resolves to the input file' in capsys.readouterr().err
 
 
-def test_script_shows_help():
-    res = subprocess.run([sys.executable, str(REPO / 'scripts' / 'deblur.py'), '--help'], capture_output=True,
+def test_module_shows_help():
+    res = subprocess.run([sys.executable, '-m', 'mpt_deploy.deblur', '--help'], capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0 and '--tile' in res.stdout and '--weights' in res.stdout

@@ -11,8 +11,8 @@ import torch
 import yaml
 from basicsr.archs import build_network
 
-from mpt_deploy import deblur, stacks
-from mpt_plugin.checkpoint import CheckpointError, load_checkpoint
+from mpt_common.checkpoint import CheckpointError, load_checkpoint
+from mpt_deploy import deblur, model_loading, stacks
 from mpt_plugin.smoke import TINY_MPT
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -219,12 +219,12 @@ def test_option_file_normalisation_is_applied_and_legacy_map_refused(tmp_path, c
     opt = yaml.safe_load(current.read_text())
     del opt['datasets']['train']['normalize']
     current.write_text(yaml.safe_dump(opt))
-    assert deblur.inference_normalization(str(current)).mode == 'input_percentile'
+    assert model_loading.inference_normalization(str(current)).mode == 'input_percentile'
     assert deblur.main(['-opt', str(current), '-w', ckpt, '-i', str(tmp_path / 'a.tif'), '-o',
                         str(tmp_path / 'out'), '--tile', '0']) == 0
     assert np.array_equal(tifffile.imread(tmp_path / 'out' / 'a.tif'), img)  # exact round trip of the map
     with pytest.raises(ValueError, match='differ from option file'):
-        deblur.inference_normalization(str(current), 'dtype')
+        model_loading.inference_normalization(str(current), 'dtype')
 
 
 def test_stack_planes_round_trip():

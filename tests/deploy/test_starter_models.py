@@ -11,10 +11,11 @@ import pytest
 import tifffile
 import torch
 
-from mpt_deploy import deblur
+from helpers import REPO
+from mpt_deploy import deblur, inference
 from mpt_deploy.starter_models import KINDS, StarterNetworks, select_kind, sha256, starter_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO)
 
 
 @pytest.fixture(scope='module')
@@ -74,7 +75,7 @@ def test_mpt_deblur_without_a_network_picks_the_starter_model_per_image(tmp_path
         net, network_opt, norm, _ = starters.get(kind)
         raw = cv2.imread(str(src / name), cv2.IMREAD_UNCHANGED)
         raw = raw[:, :, None] if raw.ndim == 2 else raw[:, :, ::-1]
-        expected = deblur.deblur_plane(net, raw, name, norm, network_opt['in_chans'], tile=0)
+        expected = inference.deblur_plane(net, raw, name, norm, network_opt['in_chans'], tile=0)
         got = cv2.imread(str(tmp_path / 'out' / name), cv2.IMREAD_UNCHANGED)
         got = got[:, :, None] if got.ndim == 2 else got[:, :, ::-1]
         assert np.array_equal(got, expected)

@@ -1,6 +1,6 @@
-"""Generate ``tests/data/authors_mpt_tiny.pt``, the frozen fixture of ``test_authors_compat.py`` (run once).
+"""Generate ``tests/fixtures/authors_mpt_tiny.pt``, the frozen fixture of ``test_authors_compat.py`` (run once).
 
-``PYTHONPATH=. python tests/make_authors_fixture.py [--default-from DIR]``
+``PYTHONPATH=.:tests python tests/helpers/authors_fixture.py [--default-from DIR]``
 
 * ``authors``: a tiny configuration of the authors' network (``../shared/reference/authors_mpt/MPT.py``, the
   oracle; dim 2, two sub-blocks per level, every parameter randomised, CSWA temperatures of both signs), its state
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ORACLE = REPO.parent / 'shared' / 'reference' / 'authors_mpt' / 'MPT.py'
-OUT = REPO / 'tests' / 'data' / 'authors_mpt_tiny.pt'
+OUT = REPO / 'tests' / 'fixtures' / 'authors_mpt_tiny.pt'
 TINY_AUTHORS = dict(dim=2, num_blocks=[2, 2, 2, 2],
                     downpool=[[[1, 1 / 8], [1, 1 / 4]], [[1, 1 / 4], [1, 1 / 2]], [[1, 1 / 2], [1, 1 / 2]],
                               [[1, 1 / 2], [1, 1]]])
@@ -64,7 +64,7 @@ def authors_part() -> dict:
 
 def default_part(src: Path) -> dict:
     code = (
-        'import sys, torch; import mpt_plugin.compat; from mpt_arch import MPT\n'
+        'import sys, torch; import mpt_common.basicsr_compat; from mpt_arch import MPT\n'
         f'torch.manual_seed(3); net = MPT(**{TINY_DEFAULT!r}).eval()\n'
         'x = torch.rand(1, 1, 37, 45)\n'
         'with torch.no_grad(): y = net(x)\n'

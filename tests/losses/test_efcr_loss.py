@@ -5,8 +5,8 @@ import pytest
 import pywt
 import torch
 from basicsr.losses import build_loss
-from raised import raised
 
+from helpers.raised import raised
 from mpt_losses import EFCRLoss
 
 

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from script_loader import load_script
 
+from helpers.scripts import load_script
 from mpt_metrics.attention_distance import (
     mean_attention_distance,
     model_attention_distance,

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-from script_loader import load_script
 
+from helpers.scripts import load_script
 from mpt_metrics.instance_ap import average_precision
 from mpt_metrics.nuclei_segmentation import ClassicalNucleiSegmenter, build_segmenter
 

@@ -4,8 +4,8 @@ import math
 
 import numpy as np
 import pytest
-from script_loader import load_script
 
+from helpers.scripts import load_script
 from mpt_metrics.segmentation import SegmentationScore, class_iou, confusion_matrix, mean_iou, pixel_accuracy
 
 

@@ -14,9 +14,10 @@ import mpt_arch  # noqa: F401
 import mpt_data  # noqa: F401
 import mpt_losses  # noqa: F401
 import mpt_models  # noqa: F401
+from helpers import REPO
 from mpt_models.efcr_model import EFCR_MODES
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO)
 OPTION_FILES = sorted(glob.glob(os.path.join(ROOT, 'options', 'train_*EFCR*.yml'))
                       + glob.glob(os.path.join(ROOT, 'options', 'efcr', '*.yml')))
 TABLE_DATASETS = ('BBBC006_w1', 'BBBC006_w2', '3DHistech', 'CaDISBlur', 'DPDD')  # Tables 1 and 2

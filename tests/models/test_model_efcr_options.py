@@ -4,9 +4,9 @@ import copy
 
 import pytest
 import torch
-from raised import raised
 from test_model_efcr import build, make_batch
 
+from helpers.raised import raised
 from mpt_losses.reblur import DEFAULT_KERNEL_SIZES, DEFAULT_SIGMA, random_gaussian_reblur
 
 pytestmark = pytest.mark.usefixtures('one_thread')

@@ -1,9 +1,7 @@
 """End-to-end: BasicSR's ``train_pipeline`` with ``model_type: EFCRModel`` for every EFCR mode (tiny data)."""
 
 import glob
-import logging
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,10 +13,9 @@ from basicsr.train import train_pipeline
 import mpt_data  # noqa: F401  (registers PairedDefocusDataset, UnlabeledDefocusDataset)
 import mpt_losses  # noqa: F401  (registers EFCRLoss)
 import mpt_models  # noqa: F401  (registers EFCRModel)
+from helpers import REPO as ROOT
 from mpt_data.bbbc006_dataset import is_test_well, plane_folder
 from mpt_models.efcr_model import EFCR_MODES
-
-ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -37,24 +34,6 @@ def _write_pairs(root, count=4, size=20, seed=0):
         cv2.imwrite(str(root / 'gt' / f'{i:03d}.png'), gt)
         cv2.imwrite(str(root / 'lq' / f'{i:03d}.png'), lq)
     return {'dataroot_gt': str(root / 'gt'), 'dataroot_lq': str(root / 'lq')}
-
-
-@pytest.fixture
-def fresh_basicsr_logger(monkeypatch):
-    """BasicSR initialises its logger (and log file) once per process; give each run its own log file."""
-    import basicsr.utils.logger as basicsr_logger
-
-    logger = logging.getLogger('basicsr')
-    saved = list(logger.handlers)
-    for handler in saved:
-        logger.removeHandler(handler)
-    monkeypatch.setattr(basicsr_logger, 'initialized_logger', {})
-    yield
-    for handler in list(logger.handlers):
-        handler.close()
-        logger.removeHandler(handler)
-    for handler in saved:
-        logger.addHandler(handler)
 
 
 def _run(tmp_path, monkeypatch, name, train, extra=None, val=False):

@@ -9,21 +9,18 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
 
 from mpt_plugin.smoke import smoke_options, write_options, write_pairs
 
-REPO = Path(__file__).resolve().parents[1]
-
 # Test-only launcher: records every checkpoint write per rank and dumps each rank's final weights.
 RANK_SCRIPT = textwrap.dedent('''
     import os, sys
     import torch
     import basicsr.train
-    import mpt_plugin.atomic as atomic
+    import mpt_common.atomic as atomic
     from mpt_plugin.cli import train_main
 
     rank = os.environ['RANK']

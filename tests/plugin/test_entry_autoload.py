@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 REGISTERED = (
     "from basicsr.utils.registry import ARCH_REGISTRY as A, LOSS_REGISTRY as L, DATASET_REGISTRY as D, "
     "MODEL_REGISTRY as M, METRIC_REGISTRY as R\n"
@@ -38,7 +39,8 @@ def test_startup_is_lazy_then_plain_basicsr_import_registers_everything():
 def test_env_switch_disables_registration():
     code = ('import sys\nassert not any(type(f).__name__ == "BasicsrImportHook" for f in sys.meta_path)\n'
             "assert 'mpt_plugin' not in sys.modules, 'the .pth line must be inert when switched off'\n"
-            'import mpt_plugin.compat, basicsr\n' + REGISTERED + "assert 'MPT' in missing and 'EFCRModel' in missing\n")
+            'import mpt_common.basicsr_compat, basicsr\n' + REGISTERED
+            + "assert 'MPT' in missing and 'EFCRModel' in missing\n")
     res = _python(code, env={'MPT_BASICSR_PLUGIN': '0'})
     assert res.returncode == 0, res.stderr
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers import REPO
 from mpt_plugin.smoke import smoke_options, write_options, write_pairs
 
-REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
 
 

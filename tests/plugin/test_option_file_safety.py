@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from script_loader import load_script
 
-from mpt_plugin.option_file import UnsafeOptionError, load_options, parse_option_text
+from helpers import REPO
+from helpers.scripts import load_script
+from mpt_common.option_file import UnsafeOptionError, load_options, parse_option_text
 
-REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
 TAGS = {'apply': '!!python/object/apply:os.system ["touch {marker}"]',
         'name': '!!python/name:os.system'}
@@ -123,11 +123,11 @@ def test_mpt_deblur_refuses(tmp_path, capsys, tag):
 
 @pytest.mark.parametrize('tag', sorted(TAGS))
 def test_mpt_deblur_refuses_tags_in_net_opt_values(tmp_path, tag):
-    from mpt_deploy import deblur
+    from mpt_deploy import model_loading
 
     marker = tmp_path / 'PWNED'
     with pytest.raises(UnsafeOptionError, match='--net-opt'):
-        deblur.network_options(arch='MPT', net_opt=[f'dim={TAGS[tag].format(marker=marker)}'])
+        model_loading.network_options(arch='MPT', net_opt=[f'dim={TAGS[tag].format(marker=marker)}'])
     assert not marker.exists()
 
 
@@ -161,4 +161,4 @@ def test_no_second_yaml_parsing_path():
         text = path.read_text()
         if re.search(r'yaml\.(safe_|full_|unsafe_)?load(_all)?\(|ordered_yaml\(', text):
             offenders.append(str(path.relative_to(REPO)))
-    assert not offenders, f'YAML parsed outside mpt_plugin.option_file: {offenders}'
+    assert not offenders, f'YAML parsed outside mpt_common.option_file: {offenders}'

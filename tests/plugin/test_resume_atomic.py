@@ -5,7 +5,8 @@ import os
 import pytest
 import torch
 
-from mpt_plugin import atomic, patches, resume
+from mpt_common import atomic
+from mpt_plugin import patches, resume
 
 
 class _Crash(RuntimeError):

@@ -6,11 +6,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
+from helpers import REPO
 from mpt_plugin.smoke import smoke_options, write_options, write_pairs
 
-REPO = Path(__file__).resolve().parents[1]
 TOTAL = 12
 
 
@@ -48,7 +47,7 @@ def test_sigkill_then_auto_resume_finishes_from_last_state(tmp_path):
     assert len(list(exp.parent.glob('resume_smoke_archived_*'))) == 0  # same experiment folder reused
     # what came back, checked independently of BasicSR's own bookkeeping:
     assert f'net_g_{saved}.pth' in log  # the weights of the saved iteration were loaded
-    from mpt_plugin.checkpoint import load_checkpoint
+    from mpt_common.checkpoint import load_checkpoint
 
     final = load_checkpoint(str(states / f'{TOTAL}.state'))
     steps = {int(s['step']) for s in final['optimizers'][0]['state'].values()}

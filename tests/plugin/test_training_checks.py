@@ -8,21 +8,20 @@ import logging
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from script_loader import load_script
-from test_data_layouts import make_bbbc006, make_paired_folder
 
-from mpt_data import BBBC006Dataset, PairedDefocusDataset
+from helpers import REPO
+from helpers.layouts import make_bbbc006, make_paired_folder
+from helpers.scripts import load_script
+from mpt_common import atomic
+from mpt_data import BBBC006Dataset, PairedDefocusDataset, lmdb_envs
 from mpt_data.image_io import ImageLoader, ImageReadError
 from mpt_metrics import lpips_metric
-from mpt_plugin import atomic, lmdb_envs
 from mpt_plugin.option_checks import OptionError, check_options
 from mpt_plugin.smoke import smoke_options, write_options, write_pairs
 
-REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'CUDA_VISIBLE_DEVICES': ''}
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-PAGES = [REPO / 'README.md', *sorted((REPO / 'docs').glob('*.md'))]
+from helpers import REPO
+
+PAGES = [REPO / 'README.md', *sorted((REPO / 'docs').rglob('*.md'))]
 LINK = re.compile(r'!?\[[^\]]*\]\(([^)\s]+)\)')
 FLAG = re.compile(r'(?<![\w/.-])(--?[A-Za-z][\w-]*)')
 # flags of other programs that the pages mention on their own (pip, pytest, torchrun, the launchers)
@@ -39,6 +40,8 @@ def _help_text(target: str) -> str:
         with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
             if target.endswith('.py'):
                 runpy.run_path(str(REPO / target), run_name='__main__')
+            elif target.startswith('tools.'):  # run by path: pytest's import hook does not serve run_module here
+                runpy.run_path(str(REPO / 'tools' / f'{target[6:]}.py'), run_name='__main__')
             else:
                 runpy.run_module(target, run_name='__main__', alter_sys=False)
     finally:
@@ -50,9 +53,10 @@ COMMANDS = {  # how a page names a command -> what runs it
     'mpt-deblur': 'mpt_deploy.deblur', 'mpt-train': 'scripts/train.py', 'mpt-test': 'scripts/test.py',
     'mpt_plugin.smoke': 'mpt_plugin.smoke', 'basicsr/train.py': 'scripts/train.py',
     'basicsr/test.py': 'scripts/test.py', 'mpt-export-bioimageio': 'mpt_deploy.bioimageio_export',
+    'mpt_data.demo_data': 'mpt_data.demo_data',
 }
 COMMAND = re.compile(r'(scripts/\w+\.py|basicsr/(?:train|test)\.py|mpt-export-bioimageio|mpt-deblur|mpt-train|mpt-test'
-                     r'|mpt_plugin\.smoke)')
+                     r'|mpt_plugin\.smoke|mpt_data\.demo_data|tools\.\w+)')
 
 
 @cache
@@ -93,6 +97,9 @@ def _flag_problems(text: str) -> list:
         if target.startswith('scripts/') and not (REPO / target).is_file():
             unknown.append(f'{script} (no such script)')
             continue
+        if target.startswith('tools.') and not (REPO / 'tools' / f'{target[6:]}.py').is_file():
+            unknown.append(f'{script} (no such tool)')
+            continue
         rest = re.split(r'\s(?:#|&&|\||;)\s?', snippet[command.end():])[0]
         for flag in FLAG.findall(rest):
             if flag not in _flags(target):
@@ -119,16 +126,22 @@ def test_command_line_flags_exist(page):
 
 @cache
 def _all_scripts() -> tuple:
-    """The commands in scripts/ (a helper module there, such as a pytest plugin, has no ``__main__``)."""
-    return tuple(f'scripts/{p.name}' for p in sorted((REPO / 'scripts').glob('*.py'))
-                 if "if __name__ == '__main__':" in p.read_text())
+    """The commands in scripts/ and tools/ (a helper module, such as a pytest plugin, has no ``__main__``)."""
+    scripts = [f'scripts/{p.name}' for p in sorted((REPO / 'scripts').glob('*.py'))
+               if "if __name__ == '__main__':" in p.read_text()]
+    tools = [f'tools.{p.stem}' for p in sorted((REPO / 'tools').glob('*.py'))
+             if "if __name__ == '__main__':" in p.read_text()]
+    return tuple(scripts + tools)
 
 
 def test_the_checks_catch_bad_links_flags_and_scripts():
-    page = REPO / 'docs' / 'x.md'
-    text = ('See [it](nowhere.md) and [ok](network.md).\n\n    mpt-deblur -i a -o b --no-such-flag 3\n\n'
-            'Use `--tile 0`, `--made-up`; run `python scripts/no_such_script.py --x`; `mpt-train -opt f --debug`.\n')
+    page = REPO / 'docs' / 'guides' / 'x.md'
+    text = ('See [it](nowhere.md) and [ok](../reference/network.md).\n\n    mpt-deblur -i a -o b --no-such-flag 3\n\n'
+            'Use `--tile 0`, `--made-up`; run `python scripts/no_such_script.py --x`; `mpt-train -opt f --debug`.\n'
+            'Maintainers: `python -m tools.no_such_tool`, `python -m tools.benchmark --no-such-option`.\n')
     assert _broken_links(page, text) == ['nowhere.md']
     assert sorted(_flag_problems(text)) == sorted(['mpt-deblur --no-such-flag',
                                                    '`--made-up` (no command of the project has --made-up)',
-                                                   'scripts/no_such_script.py (no such script)'])
+                                                   'scripts/no_such_script.py (no such script)',
+                                                   'tools.no_such_tool (no such tool)',
+                                                   'tools.benchmark --no-such-option'])

@@ -2,7 +2,8 @@
 version and command under them; a page without markers is never overwritten."""
 
 import pytest
-from script_loader import load_script
+
+from helpers.scripts import load_script
 
 ENV = {'torch': '9.9.9', 'cpu': 'x86_64', 'device': 'cpu', 'threads': 2}
 
@@ -15,7 +16,7 @@ def test_tables_replace_the_marked_block_and_keep_the_page(tmp_path):
     text = page.read_text()
     assert text.startswith('# Performance\n\nintro\n\n') and text.endswith('\n\nafter\n')
     assert 'old table' not in text and '| 1 | 2 |' in text and '- note one' in text
-    assert 'torch 9.9.9' in text and '`python scripts/benchmark.py --sizes 256`' in text and 'CPU cores' in text
+    assert 'torch 9.9.9' in text and '`python -m tools.benchmark --sizes 256`' in text and 'CPU cores' in text
     bench.write_markdown(str(page), ['| new |'], [], ENV, [])  # a second run replaces the block again
     assert page.read_text().count(bench.MARK_BEGIN) == 1 and '| 1 | 2 |' not in page.read_text()
 

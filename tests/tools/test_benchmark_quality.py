@@ -1,9 +1,9 @@
-"""scripts/benchmark_quality.py: the oracle deconvolutions restore a known blur; tables hold every row."""
+"""tools/benchmark_quality.py: the oracle deconvolutions restore a known blur; tables hold every row."""
 
 import cv2
 import numpy as np
-from script_loader import load_script
 
+from helpers.scripts import load_script
 from mpt_data.psf import disk_psf, gaussian_psf
 
 

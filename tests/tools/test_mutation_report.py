@@ -1,11 +1,13 @@
-"""scripts/mutation_test.py: equivalents file, counting and the module-to-tests map (no mutmut run)."""
+"""tools/mutation_test.py: equivalents file, counting and the module-to-tests map (no mutmut run)."""
 
 import os
 
 import pytest
-from script_loader import load_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO
+from helpers.scripts import load_script
+
+ROOT = str(REPO)
 
 
 def test_every_listed_module_and_test_file_exists():
