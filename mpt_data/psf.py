@@ -1,7 +1,7 @@
 """Defocus point-spread functions (PSFs) for synthesising blurry/sharp pairs from in-focus images.
 
 Three models of a defocused optical system, each a 2-D kernel of odd size, centred, non-negative and normalised
-to sum 1 (see ``docs/synthetic_data.md`` for the physics and the parameter ranges):
+to sum 1 (see ``docs/guides/synthetic_data.md`` for the physics and the parameter ranges):
 
 * :func:`disk_psf` (re-exported from :mod:`mpt_data.defocus`): geometric optics of a thin lens. A point out of
   focus images to a uniform disk, the circle of confusion, of radius ``radius`` pixels.
