@@ -7,6 +7,11 @@ files need (key order as ``OrderedDict``, ``!!float``/``!!int``/``!!str``, ancho
 else; any ``!!python/...`` tag raises :class:`UnsafeOptionError` naming the file, the line and the tag, before a
 single object is built. :mod:`mpt_plugin.patches` installs it as ``ordered_yaml`` in BasicSR, so
 ``parse_options`` (``mpt-train``, ``mpt-test``, BasicSR's own ``train.py``/``test.py``) uses it too.
+
+Bounds: a document whose aliases would expand past :data:`MAX_NODES` nodes (a "billion laughs" alias bomb: a few
+lines that BasicSR's ``dict2str`` or a deep copy would blow up into gigabytes) is refused with the line where the
+expansion explodes, and :func:`load_options` refuses files above :data:`MAX_BYTES`, files that are not UTF-8 text,
+and files whose top level is not a mapping (empty, a list, a scalar), each with the file named.
 """
 
 from __future__ import annotations
@@ -25,14 +30,66 @@ except AttributeError:  # pragma: no cover - PyYAML without libyaml
     _Dumper = yaml.Dumper
 
 PYTHON_TAG_PREFIX = 'tag:yaml.org,2002:python/'
+MAX_NODES = 100_000  # YAML nodes of the document with every alias expanded
+MAX_BYTES = 1 << 20  # an option file is a few kB; anything above 1 MiB is not one
 
 
 class UnsafeOptionError(yaml.YAMLError, ValueError):
     """An option file asks YAML to build a Python object (a ``!!python/...`` tag)."""
 
 
+class OptionFileError(ValueError):
+    """An option file cannot be used as one (size, encoding, not a mapping); the message names the file."""
+
+
 class OptionLoader(_SafeBase):  # type: ignore[misc, valid-type]
-    """Safe YAML loader for option files: mappings become ``OrderedDict``; ``!!python/...`` tags are refused."""
+    """Safe YAML loader for option files: mappings become ``OrderedDict``; ``!!python/...`` tags are refused;
+    documents that aliases expand past :data:`MAX_NODES` nodes are refused before anything is built."""
+
+    def get_single_node(self):  # noqa: ANN201 - PyYAML API
+        node = super().get_single_node()
+        if node is not None:
+            check_expansion(node, getattr(self, 'option_source', None))
+        return node
+
+
+def _expanded_sizes(root: yaml.Node) -> dict:
+    """``{id(node): node count with every alias expanded}`` for every node under ``root`` (shared nodes once)."""
+    sizes: dict = {}
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = ([v for pair in node.value for v in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        if done:
+            sizes[id(node)] = 1 + sum(sizes.get(id(c), 0) for c in children)
+        else:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes
+
+
+def check_expansion(root: yaml.Node, source: Any = None, limit: int = MAX_NODES) -> None:
+    """Raise :class:`UnsafeOptionError` when ``root`` expands past ``limit`` nodes, naming the line where it does."""
+    sizes = _expanded_sizes(root)
+    total = sizes[id(root)]
+    if total <= limit:
+        return
+    node = root
+    while True:  # descend into the child that alone exceeds the limit: where the aliases multiply
+        children = ([v for pair in node.value for v in pair] if isinstance(node, yaml.MappingNode)
+                    else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        big = [c for c in children if sizes.get(id(c), 0) > limit]
+        if not big:
+            break
+        node = big[0]
+    mark = node.start_mark
+    raise UnsafeOptionError(
+        f'{source or mark.name}, line {mark.line + 1}: the document expands to {total:,} YAML nodes through its '
+        f'aliases (*anchor references), more than the {limit:,} an option file may have; this looks like an alias '
+        '"bomb". Write the values out, or use fewer nested aliases.')
 
 
 def _mapping(loader: OptionLoader, node: yaml.MappingNode) -> OrderedDict[Any, Any]:
@@ -58,6 +115,11 @@ def ordered_yaml() -> Tuple[type, type]:
     return OptionLoader, _Dumper
 
 
+def dump_options(opt: Any, handle: Any) -> None:
+    """Write options as YAML that :class:`OptionLoader` reads back unchanged (key order kept)."""
+    yaml.dump(opt, handle, Dumper=ordered_yaml()[1], sort_keys=False)
+
+
 def parse_option_text(text: str, source: str = '<option text>') -> Any:
     """Parse YAML option text with :class:`OptionLoader` (``source`` names it in errors)."""
     loader = OptionLoader(text)
@@ -68,14 +130,44 @@ def parse_option_text(text: str, source: str = '<option text>') -> Any:
         loader.dispose()
 
 
-def load_options(path: str) -> Any:
-    """Read the option file ``path`` safely (see module docstring); errors name the file."""
+def read_option_text(path: str) -> str:
+    """The text of option file ``path``: refused when missing, above :data:`MAX_BYTES` or not UTF-8."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'Option file {path!r} does not exist.')
-    with open(path, encoding='utf-8') as handle:
-        try:
-            return yaml.load(handle, Loader=OptionLoader)
-        except UnsafeOptionError:
-            raise
-        except yaml.YAMLError as err:
-            raise yaml.YAMLError(f'Option file {path!r} is not valid YAML: {err}') from err
+    size = os.path.getsize(path)
+    if size > MAX_BYTES:
+        raise OptionFileError(f'Option file {path!r} is {size:,} bytes; an option file is a few kB of YAML and '
+                              f'may have at most {MAX_BYTES:,} bytes. Is it the right file?')
+    with open(path, 'rb') as handle:
+        raw = handle.read()
+    try:
+        return raw.decode('utf-8')
+    except UnicodeDecodeError as err:
+        bom = ' (it starts with a UTF-16 byte-order mark)' if raw[:2] in (b'\xff\xfe', b'\xfe\xff') else ''
+        raise OptionFileError(f'Option file {path!r} is not UTF-8 text{bom}: byte {err.start} is not valid '
+                              'UTF-8. Save it as UTF-8.') from None
+
+
+def load_options(path: str) -> Any:
+    """Read the option file ``path`` safely (see module docstring); errors name the file."""
+    text = read_option_text(path)
+    loader = OptionLoader(text)
+    loader.option_source = path
+    try:
+        return loader.get_single_data()
+    except UnsafeOptionError:
+        raise
+    except yaml.YAMLError as err:
+        raise yaml.YAMLError(f'Option file {path!r} is not valid YAML: {err}') from err
+    finally:
+        loader.dispose()
+
+
+def load_option_mapping(path: str) -> Any:
+    """:func:`load_options`, refusing a file whose top level is not a mapping of options (empty, list, scalar)."""
+    opt = load_options(path)
+    if not isinstance(opt, dict):
+        what = 'empty' if opt is None else f'a YAML {type(opt).__name__}'
+        raise OptionFileError(f'Option file {path!r} is {what}, not a mapping of options (name: ..., '
+                              'network_g: ..., ...).')
+    return opt

@@ -146,8 +146,8 @@ class BBBC006Dataset(ExtraDatasetMixin, PluginDataset):
     def header_samples(self) -> list:
         """Each pair's input and ground truth (:meth:`PluginDataset.check_files`)."""
         name = (lambda p: f'{self.root}[{p}]') if self.is_lmdb else (lambda p: p)
-        return [[(name(lq), lambda p=lq: self.loader.read_header(p)),
-                 (name(gt), lambda p=gt: self.loader.read_header(p))] for lq, gt, _ in self.samples]
+        return [[(name(lq), lambda p=lq: self.loader.inspect(p)),
+                 (name(gt), lambda p=gt: self.loader.inspect(p))] for lq, gt, _ in self.samples]
 
     # ---------------------------------------------------------------- indexing
     def _scan_folders(self) -> Dict[int, Dict[Field, str]]:

@@ -1,10 +1,11 @@
-"""``check_files``: read every file's header once at start-up and report all problems of a dataset together.
+"""``check_files``: decode every file once at start-up and report all problems of a dataset together.
 
 Dataset option ``check_files`` (default ``true`` for ``phase: train``, ``false`` otherwise). When on, the dataset
-reads the header of each of its images once while it is built (:func:`mpt_data.image_io.read_header`: size,
-channels and dtype, no pixel decoding) and raises one :class:`~mpt_data.image_io.ImageReadError` listing every
+reads and decodes each of its images once while it is built (:meth:`mpt_data.image_io.ImageLoader.inspect`: the
+header, then every pixel, so a file cut short fails here and not at the batch that draws it hours later) and
+raises one :class:`~mpt_data.image_io.ImageReadError` listing every
 
-* unreadable file (damaged, truncated header, not an image, missing LMDB key),
+* unreadable file (damaged, truncated header or data, not an image, missing LMDB key),
 * image with the wrong channel count for ``in_chans`` (RGB is fine with ``to_gray: true``) or an unsupported
   dtype (the normalisation contract's: uint8, uint16, float32),
 * pair whose input and ground truth differ in size,

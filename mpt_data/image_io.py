@@ -216,20 +216,29 @@ class ImageLoader:
                 self._client = FileClient('disk', **self.io_opt)
         return self._client
 
-    def read_raw(self, path: str, client_key: str = 'default') -> np.ndarray:
-        """Decoded image in its stored dtype (H x W x C, RGB), channel-checked."""
+    def _decode(self, path: str, client_key: str) -> Tuple[np.ndarray, str]:
+        """(decoded image in its stored dtype, its name in messages)."""
         if self.is_lmdb:
             content = self._file_client().get(path, client_key)
             name = f'{self.lmdb_roots[client_key]}[{path}]'
-            img = decode_image(content, name, tiff=False)  # make_lmdb_from_imgs stores PNG
-        else:
-            try:
-                content = self._file_client().get(path)
-            except OSError as err:
-                raise ImageReadError(f'Cannot read image file {path!r}: {err}') from err
-            name = path
-            img = decode_image(content, name)
+            return decode_image(content, name, tiff=False), name  # make_lmdb_from_imgs stores PNG
+        try:
+            content = self._file_client().get(path)
+        except OSError as err:
+            raise ImageReadError(f'Cannot read image file {path!r}: {err}') from err
+        return decode_image(content, path), path
+
+    def read_raw(self, path: str, client_key: str = 'default') -> np.ndarray:
+        """Decoded image in its stored dtype (H x W x C, RGB), channel-checked."""
+        img, name = self._decode(path, client_key)
         return match_channels(img, self.in_chans, name, self.to_gray)
+
+    def inspect(self, path: str, client_key: str = 'default') -> ImageHeader:
+        """Decode the whole image (a truncated or damaged file fails here, not at the batch that draws it) and
+        return its size, channels and dtype (``check_files``)."""
+        self.read_header(path, client_key)  # a missing, empty or damaged header is named as such
+        img, _ = self._decode(path, client_key)
+        return ImageHeader(img.shape[0], img.shape[1], img.shape[2], img.dtype.name)
 
     def read_header(self, path: str, client_key: str = 'default') -> ImageHeader:
         """:func:`read_header` of one image (disk: the file's header only; LMDB: the stored PNG's header)."""

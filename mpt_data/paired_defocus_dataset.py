@@ -136,8 +136,8 @@ class PairedDefocusDataset(ExtraDatasetMixin, PluginDataset):
     def header_samples(self) -> list:
         """Each pair's input and ground truth (:meth:`PluginDataset.check_files`)."""
         gt_key = 'gt' if self.is_lmdb else 'default'
-        return [[(self._name(lq, lq_key), lambda p=lq, k=lq_key: self.loader.read_header(p, k)),
-                 (self._name(gt, gt_key), lambda p=gt: self.loader.read_header(p, gt_key))]
+        return [[(self._name(lq, lq_key), lambda p=lq, k=lq_key: self.loader.inspect(p, k)),
+                 (self._name(gt, gt_key), lambda p=gt: self.loader.inspect(p, gt_key))]
                 for lq, lq_key, gt in self.samples]
 
     def _roots(self) -> Tuple[List[str], str]:

@@ -7,7 +7,7 @@ A dataset class registered in BasicSR's ``DATASET_REGISTRY`` that derives from :
 * :attr:`~PluginDataset.REQUIRED_KEYS` (or :meth:`~PluginDataset.required_keys` where they depend on the options);
 * :attr:`~PluginDataset.DEFAULT_NORMALIZE`: its default ``normalize`` mode (:mod:`mpt_data.normalization`).
 
-The start-up option checks (:mod:`mpt_plugin.option_checks`) and ``mpt-deblur``'s normalisation lookup
+The start-up option checks (:mod:`mpt_common.option_checks`) and ``mpt-deblur``'s normalisation lookup
 (:func:`mpt_data.normalization.from_train_options`) read these attributes through the registry, so a new dataset
 class is checked and deblurred correctly without editing any table. It also brings the shared ``check_files``
 (:meth:`~PluginDataset.check_files`, over the samples of :meth:`~PluginDataset.header_samples`) and the

@@ -206,7 +206,7 @@ class SyntheticDefocusDataset(PluginDataset):
 
     def header_samples(self) -> list:
         """Each sharp image on its own (:meth:`PluginDataset.check_files`)."""
-        return [[(self._label(p, k), lambda p=p, k=k: self.loader.read_header(p, k))] for p, k in self.samples]
+        return [[(self._label(p, k), lambda p=p, k=k: self.loader.inspect(p, k))] for p, k in self.samples]
 
     @staticmethod
     def _disk_paths(roots: List[str], meta: Optional[str]) -> List[str]:

@@ -71,7 +71,7 @@ class UnlabeledDefocusDataset(ExtraDatasetMixin, PluginDataset):
         """Each blurry image on its own (:meth:`PluginDataset.check_files`)."""
         key = 'lq' if self.is_lmdb else 'default'
         name = (lambda p: f'{self.root}[{p}]') if self.is_lmdb else (lambda p: p)
-        return [[(name(p), lambda p=p: self.loader.read_header(p, key))] for p in self.paths]
+        return [[(name(p), lambda p=p: self.loader.inspect(p, key))] for p in self.paths]
 
     def __len__(self) -> int:
         return len(self.paths)

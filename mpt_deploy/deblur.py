@@ -20,8 +20,10 @@ Reference: ``docs/guides/deblurring.md``. In short:
   :mod:`mpt_deploy.inference`; this module adds only files, folders and the command line.
 * safety (:mod:`mpt_deploy.safe_output`): no output may resolve to an input; outputs are written atomically;
   non-finite weights or outputs are errors; a failing file does not stop the batch.
-* exit codes: 0 all files written; 1 a setup error or at least one file failed (listed at the end); 2 bad
-  arguments (refused before any work).
+* existing outputs are skipped (named, counted in the summary) unless ``--overwrite``: rerunning the command
+  after an interruption finishes the folder.
+* exit codes: 0 every file written or skipped; 1 a setup error or at least one file failed (listed at the end);
+  2 bad arguments or option-file problems (refused before any work, no traceback).
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--tile', type=int, default=512, help='tile size in pixels; 0 = whole image at once')
     parser.add_argument('--overlap', type=int, default=32, help='blending width between tiles')
     parser.add_argument('--context', type=int, default=32, help='discarded margin at inner tile edges')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace outputs that exist (default: skip them, so rerunning resumes a folder)')
     args = parser.parse_args(argv)
     if not args.weights and (args.opt or args.arch or args.net_opt):
         parser.error('-opt/--arch/--net-opt describe a network whose weights -w must give '
@@ -116,6 +120,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import torch
     from tqdm import tqdm
 
+    from mpt_common.option_checks import OptionError
+    from mpt_common.option_file import OptionFileError, UnsafeOptionError
     from mpt_deploy.inference import deblur_image
     from mpt_deploy.model_loading import inference_normalization, load_weights, network_in_chans
     from mpt_deploy.safe_output import plan_outputs, write_output
@@ -123,6 +129,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from mpt_deploy.starter_models import KINDS, StarterNetworks, starter_model
     from mpt_deploy.tiling import count_tiles
 
+    option_errors = (OptionError, OptionFileError, UnsafeOptionError)
     if args.device == 'cuda' and not torch.cuda.is_available():
         return _error('--device cuda requested but CUDA is not available.')
     try:
@@ -137,10 +144,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             starters = StarterNetworks(args.device)
             for kind in (KINDS if args.starter == 'auto' else (args.starter,)):
                 starter_model(kind)  # all shipped files present, before any work
+    except option_errors as err:  # the option file or --net-opt: like a bad argument, exit 2
+        print(f'mpt-deblur: error: {err}', file=sys.stderr)
+        return 2
     except (OSError, ValueError, KeyError) as err:
         return _error(str(err))
     failures: List[Tuple[str, str]] = []
+    skipped: List[str] = []
     for path, out_path in pairs:
+        if os.path.lexists(out_path) and not args.overwrite:
+            skipped.append(path)
+            print(f'mpt-deblur: skipped: {path}: {out_path} exists (--overwrite replaces it)', file=sys.stderr)
+            continue
         try:
             image = read_image_file(path, args.axes)
             if starters is not None:
@@ -160,12 +175,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except Exception as err:  # one bad file must not stop the batch; reported below
             failures.append((path, f'{type(err).__name__}: {err}'))
             print(f'mpt-deblur: failed: {path}: {err}', file=sys.stderr)
+    written = len(pairs) - len(failures) - len(skipped)
+    kept = f', {len(skipped)} skipped (output already there)' if skipped else ''
     if failures:
-        print(f'mpt-deblur: {len(failures)} of {len(pairs)} file(s) failed, '
-              f'{len(pairs) - len(failures)} written to {args.output!r}:', file=sys.stderr)
+        print(f'mpt-deblur: {len(failures)} of {len(pairs)} file(s) failed, {written} written to {args.output!r}'
+              f'{kept}:', file=sys.stderr)
         for path, message in failures:
             print(f'  {path}: {message}', file=sys.stderr)
         return 1
+    print(f'mpt-deblur: {written} file(s) written to {args.output!r}{kept}.', file=sys.stderr)
     return 0
 
 

@@ -13,11 +13,14 @@ The one loading library of ``mpt_deploy`` (``mpt-deblur``, the starter models, t
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import mpt_common.basicsr_compat  # noqa: F401  (before any basicsr import)
 from mpt_common.checkpoint import CheckpointError, check_finite, load_checkpoint, select_params
 from mpt_common.messages import preview
+
+_NOTED: set = set()  # (option file, note) already printed
 
 
 class CheckpointMismatchError(CheckpointError):
@@ -25,17 +28,25 @@ class CheckpointMismatchError(CheckpointError):
 
 
 def read_options(opt_file: str) -> Dict[str, Any]:
-    """A BasicSR YAML option file as a dict, read by the plugin's safe loader (errors name the file)."""
+    """A BasicSR YAML option file as a dict, read by the plugin's safe loader and checked as ``mpt-train`` checks it
+    (:mod:`mpt_common.option_checks`; errors name the file, key and value; notes on coerced numbers go to stderr)."""
     import yaml
 
-    from mpt_common.option_file import load_options
+    from mpt_common.option_checks import check_options
+    from mpt_common.option_file import OptionFileError, UnsafeOptionError, load_option_mapping
 
     try:
-        opt = load_options(opt_file)
-    except yaml.YAMLError as err:  # invalid YAML, or a refused !!python/ tag
-        raise ValueError(str(err)) from None
-    if not isinstance(opt, dict):
-        raise ValueError(f'Option file {opt_file!r} is not a YAML mapping.')
+        opt = load_option_mapping(opt_file)
+    except UnsafeOptionError:
+        raise
+    except yaml.YAMLError as err:  # invalid YAML
+        raise OptionFileError(str(err)) from None
+    notes = check_options(opt, is_train='train' in opt, source=f'Option file {opt_file!r}', metrics=False,
+                          required=False)
+    for note in notes:
+        if (opt_file, note) not in _NOTED:
+            _NOTED.add((opt_file, note))
+            print(f'note: {note}', file=sys.stderr)
     return opt
 
 
@@ -59,6 +70,12 @@ def network_options(opt_file: Optional[str] = None, arch: Optional[str] = None,
             raise ValueError(f'--net-opt expects key=value, got {item!r}.')
         key, value = item.split('=', 1)
         network[key.strip()] = parse_option_text(value, f'--net-opt {item!r}')
+    if net_opt or arch:
+        import mpt_arch  # noqa: F401  (registers MPT, whose keywords the check reads)
+        from mpt_common.option_checks import check_network
+
+        for note in check_network(network, 'network_g (with --net-opt)' if net_opt else 'network_g'):
+            print(f'note: {note}', file=sys.stderr)
     return network
 
 

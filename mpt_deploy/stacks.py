@@ -55,6 +55,8 @@ def read_image_file(path: str, axes: Optional[str] = None) -> ImageFile:
     """Read ``path`` (TIFF through tifffile, other formats as the datasets do); ``axes`` overrides the guess."""
     if path.lower().endswith(TIFF_EXTENSIONS):
         image = _read_tiff(path)
+        if image.data.size == 0:
+            raise StackError(f'{path!r} has no pixels (shape {image.data.shape}): nothing to deblur.')
     else:
         from mpt_data.image_io import decode_image
 

@@ -8,7 +8,7 @@ YAML (``val.metrics``)::
 Computed by the ``lpips`` package. Its linear heads ship with the package, but the ImageNet backbone is
 fetched by torchvision at first use (``alexnet-owt-7be5be79.pth`` for ``net: alex``, into
 ``$TORCH_HOME/hub/checkpoints/``, default ``~/.cache/torch/hub/checkpoints/``). The plugin checks this *at
-start-up* (:func:`check_lpips_metrics`, called by :mod:`mpt_plugin.option_checks` when the options are parsed):
+start-up* (:func:`check_lpips_metrics`, called by :mod:`mpt_common.option_checks` when the options are parsed):
 a missing file is downloaded by that same loading code where the network allows; where it cannot be fetched
 the run stops before training or testing starts with the file name, the place to put it and how to switch
 LPIPS off. ``if_missing: skip`` in the metric's options turns that error into a warning and drops the metric
@@ -154,4 +154,4 @@ def calculate_lpips(img: np.ndarray, img2: Optional[np.ndarray] = None, crop_bor
         return float(model(a, b).mean())
 
 
-calculate_lpips.check_options = check_lpips_metrics  # run by the start-up option checks (mpt_plugin.option_checks)
+calculate_lpips.check_options = check_lpips_metrics  # run by the start-up option checks (mpt_common.option_checks)

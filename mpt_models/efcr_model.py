@@ -10,6 +10,8 @@ YAML (``model_type: EFCRModel``)::
       optim_g: {type: AdamW, lr: 1.0e-4, betas: [0.9, 0.999], weight_decay: 1.0e-4}
       log_grad_norm_freq: 100   # optional: every N iterations log grad_pix / grad_efcr, the L2 norms of the
                                 # pixel loss's and the EFCR term's gradients w.r.t. the network weights
+      nonfinite_patience: 0     # optional: batches with a NaN/inf loss or gradient skipped before the run stops
+                                # (default 0: stop at the first one, nothing of that iteration applied or saved)
 
 Modes (``I``: the training pair, ``I'``: the extra pair from the batch keys ``extra_lq``/``extra_gt``,
 ``net``: the trained network; every forward pass below is in the autograd graph):
@@ -43,11 +45,16 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from mpt_common.training_stop import TrainingStopped
 from mpt_losses.reblur import DEFAULT_KERNEL_SIZES, DEFAULT_SIGMA, gaussian_kernel2d, random_gaussian_reblur
 
 from .optimizers import TorchOptimizerMixin
 
-__all__ = ['EFCR_MODES', 'EFCRMode', 'EFCRModel']
+__all__ = ['EFCR_MODES', 'EFCRMode', 'EFCRModel', 'NonFiniteLossError']
+
+
+class NonFiniteLossError(FloatingPointError, TrainingStopped):
+    """A training batch gave a NaN or infinite loss or gradient more often than ``train.nonfinite_patience``."""
 
 
 class EFCRMode(NamedTuple):
@@ -74,7 +81,8 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
     """SRModel + EFCR regularizer (Eq. 7) + any ``torch.optim`` optimizer (AdamW for the paper)."""
 
     # the option facts of this model, read by the start-up checks through MODEL_REGISTRY
-    TRAIN_KEYS = ('efcr_opt', 'efcr_mode', 'efcr_reblur', 'log_grad_norm_freq')  # beyond SRModel's train keys
+    TRAIN_KEYS = {'efcr_opt': 'section?', 'efcr_mode': 'str', 'efcr_reblur': 'section?', 'log_grad_norm_freq': 'int?',
+                  'nonfinite_patience': 'int'}  # beyond SRModel's train keys, with their value kinds
     REBLUR_KEYS = ('kernel_sizes', 'sigma', 'seed')  # train.efcr_reblur
     EFCR_MODES = EFCR_MODES
 
@@ -87,6 +95,10 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
         super().init_training_settings()
 
         self.grad_norm_freq = int(train_opt.get('log_grad_norm_freq', 0) or 0)
+        self.nonfinite_patience = int(train_opt.get('nonfinite_patience', 0))
+        if self.nonfinite_patience < 0:
+            raise ValueError(f'train.nonfinite_patience must be >= 0, got {self.nonfinite_patience}')
+        self.nonfinite_batches = 0
         self.cri_efcr = None
         self.efcr_mode: Optional[EFCRMode] = None
         self.efcr_mode_name: Optional[str] = None
@@ -158,9 +170,8 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
         return self.cri_efcr(output, gt, lq, reblur_out=reblur_out, reblur_in=reblur_in, reblur_source=source)
 
     def optimize_parameters(self, current_iter: int) -> None:
-        if self.cri_efcr is None:
-            super().optimize_parameters(current_iter)
-            return
+        """SRModel's step (pixel and perceptual losses) plus EFCR (Eq. 7), applied only when loss and gradient are
+        finite (:meth:`finite_or_skip`)."""
         self.optimizer_g.zero_grad()
         self.output = self.net_g(self.lq)
 
@@ -178,15 +189,37 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
             if l_style is not None:
                 l_total += l_style
                 loss_dict['l_style'] = l_style
-        l_efcr = self.compute_efcr()
-        l_total += l_efcr
-        loss_dict.update(self.cri_efcr.last_terms)  # l_pos, l_neg, (l_ext), l_efcr
-        if self.grad_norm_freq and current_iter % self.grad_norm_freq == 0 and self.cri_pix:
-            loss_dict.update(self.gradient_norms({'grad_pix': l_pix, 'grad_efcr': l_efcr}))
+        if self.cri_efcr is not None:
+            l_efcr = self.compute_efcr()
+            l_total += l_efcr
+            loss_dict.update(self.cri_efcr.last_terms)  # l_pos, l_neg, (l_ext), l_efcr
+            if self.grad_norm_freq and current_iter % self.grad_norm_freq == 0 and self.cri_pix:
+                loss_dict.update(self.gradient_norms({'grad_pix': l_pix, 'grad_efcr': l_efcr}))
 
         l_total.backward()
-        self.optimizer_g.step()
+        if self.finite_or_skip(current_iter, loss_dict):
+            self.optimizer_g.step()
         self.log_dict = self.reduce_loss_dict(loss_dict)
 
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    def finite_or_skip(self, current_iter: int, loss_dict: Dict[str, torch.Tensor]) -> bool:
+        """True when every loss term and gradient is finite. Otherwise the batch is skipped (False) while fewer than
+        ``train.nonfinite_patience`` batches were, else :class:`NonFiniteLossError` stops the run."""
+        bad = [f'{name} = {float(value.detach())}' for name, value in loss_dict.items()
+               if not bool(torch.isfinite(value.detach()).all())]
+        if not bad and all(bool(torch.isfinite(p.grad).all()) for p in self.net_g.parameters() if p.grad is not None):
+            return True
+        what = f'loss {", ".join(bad)}' if bad else 'gradient (the loss terms are finite: the weights overflowed)'
+        self.nonfinite_batches += 1
+        self.optimizer_g.zero_grad()
+        if self.nonfinite_batches > self.nonfinite_patience:
+            raise NonFiniteLossError(
+                f'Iteration {current_iter}: non-finite {what}; training stopped before applying it. Nothing of this '
+                'iteration was saved: the last checkpoint (net_g_<iter>.pth with its <iter>.state) is finite and '
+                '--auto_resume continues from it. Lower train.optim_g.lr, or set train.nonfinite_patience to skip '
+                f'such batches ({self.nonfinite_batches - 1} skipped so far, patience {self.nonfinite_patience}).')
+        get_root_logger().warning(f'Iteration {current_iter}: non-finite {what}; batch skipped '
+                                  f'({self.nonfinite_batches} of train.nonfinite_patience {self.nonfinite_patience}).')
+        return False

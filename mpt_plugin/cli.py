@@ -33,7 +33,13 @@ def train_main(argv: Optional[List[str]] = None) -> None:
     _prepare(argv, 'mpt-train')
     from basicsr.train import train_pipeline
 
-    train_pipeline(os.getcwd())
+    from mpt_common.training_stop import TrainingStopped
+
+    try:
+        train_pipeline(os.getcwd())
+    except TrainingStopped as err:  # a full disk, a non-finite loss: the message says what was kept
+        print(f'mpt-train: error: {err}', file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
 
 
 def test_main(argv: Optional[List[str]] = None) -> None:

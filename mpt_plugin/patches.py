@@ -10,11 +10,17 @@ BasicSR 1.4.2 function                                  change
 ``utils.dist_util._init_dist_pytorch``                  without CUDA: backend ``gloo``, no ``set_device``;
                                                         ``MPT_DIST_TIMEOUT`` (seconds): collective timeout
 ``models.base_model.BaseModel.model_to_device``         on CPU: ``DistributedDataParallel(device_ids=None)``
-``BaseModel.save_network`` / ``save_training_state``   atomic write (:mod:`mpt_common.atomic`)
+``BaseModel.save_network`` / ``save_training_state``   atomic write (:mod:`mpt_common.atomic`) after a free-space
+                                                        check; a save that fails stops the run
+                                                        (:class:`CheckpointSaveError`); never a non-finite network
 ``train.load_resume_state``                             CPU-safe, latest complete state (:mod:`.resume`)
+``BaseModel.resume_training``                           a scheduler changed in the option file since the state
+                                                        was saved follows the option file (with a warning)
 ``utils.options.parse_options``                         accepts ``--local-rank``; site-packages root -> cwd;
                                                         ``num_gpu`` > 0 without CUDA -> 0 (with a warning);
-                                                        re-seeds after ``--force_yml`` (see below)
+                                                        the file checked and ``--force_yml`` applied as data
+                                                        before BasicSR reads it, the experiment locked
+                                                        (:mod:`.startup`); exit 2 on an option problem
 ``utils.options.ordered_yaml``                          safe loader (:mod:`mpt_common.option_file`):
                                                         ``!!python/...`` tags refused, nothing executed
 ``models.sr_model.SRModel.feed_data``                   a batch without ``gt`` drops the previous ``gt``
@@ -24,16 +30,21 @@ BasicSR 1.4.2 function                                  change
                                                         saves ``net_g_latest.pth`` (:func:`_make_validation`)
 ``utils.file_client.FileClient`` ``lmdb`` backend       one environment per folder per process
                                                         (:mod:`mpt_data.lmdb_envs`)
-``utils.options.parse_options`` (again)                 start-up checks (:mod:`mpt_plugin.option_checks`)
 =====================================================  ==================================================
 
 The last one makes validation on unlabeled sets correct for SRModel and its subclasses (EFCRModel): BasicSR
 keeps the last *training* ``gt`` when a validation batch has none, so the first unlabeled image would be
 scored against a stale training patch. No-reference metrics (``calculate_sharpness``) then get ``img`` only.
 
-BasicSR 1.4.2 seeds its generators with ``manual_seed + rank`` *before* it applies ``--force_yml``, so
-``--force_yml manual_seed=N`` changed the recorded seed but not the run. The wrapper seeds again with the final
-``manual_seed`` (a no-op when it did not change: nothing draws random numbers in between).
+BasicSR 1.4.2 seeds its generators with ``manual_seed + rank`` *before* it applies ``--force_yml``; here the
+overrides are in the file BasicSR reads, and the wrapper seeds again with the final ``manual_seed`` (a no-op when
+it did not change: nothing draws random numbers in between).
+
+BasicSR's own policy for a failing save was "retry three times, then *Just ignore it*": a full disk ended a run
+with exit status 0 and no final model. Here a save first checks the free space against the size of what it
+writes, an OS error is retried only when it may pass (not for a full disk, a quota, a read-only or forbidden
+folder), and then :class:`CheckpointSaveError` stops the run naming the file, the cause and the size; the last
+complete checkpoint stays (atomic writes) and ``--auto_resume`` continues from it once the cause is fixed.
 
 GPU runs are unchanged: NCCL, one device per rank (``rank % device_count``), ``device_ids=[current]``.
 """
@@ -41,11 +52,16 @@ GPU runs are unchanged: NCCL, one device per rank (``rank % device_count``), ``d
 from __future__ import annotations
 
 import contextlib
+import copy
+import errno
 import os
+import shutil
 import sys
 import time
 import warnings
 from typing import Any, Dict, Iterator, List
+
+from mpt_common.training_stop import TrainingStopped
 
 _APPLIED = False
 
@@ -154,22 +170,53 @@ def _make_validation(original):
     return validation
 
 
-# --- atomic checkpoints ---------------------------------------------------------------------------------------
-def _save_with_retry(obj: Any, path: str, what: str) -> None:
-    """Atomically save ``obj``; like BasicSR, retry three times and then log instead of raising."""
+# --- checkpoints ----------------------------------------------------------------------------------------------
+class CheckpointSaveError(OSError, TrainingStopped):
+    """A checkpoint could not be written; the run stops (the message names the file, the cause and the size)."""
+
+
+PERMANENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+FREE_SPACE_MARGIN = 1 << 20  # bytes kept free beyond the checkpoint itself
+
+
+def nbytes(obj: Any) -> int:
+    """Bytes of the tensors in ``obj`` (nested dicts, lists, tuples): about what ``torch.save`` writes."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(nbytes(v) for v in obj)
+    return 0
+
+
+def _save(obj: Any, path: str, what: str) -> None:
+    """Atomically save ``obj`` to ``path``, or raise :class:`CheckpointSaveError` (see module docstring)."""
     from basicsr.utils import get_root_logger
 
     from mpt_common import atomic
 
+    folder = os.path.dirname(os.path.abspath(path))
+    needed = nbytes(obj)
+    free = shutil.disk_usage(folder).free
+    size = f'the {what} needs about {needed / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free there'
+    if free < needed + FREE_SPACE_MARGIN:
+        raise CheckpointSaveError(errno.ENOSPC, f'Cannot save {what} {path!r}: no space left on device ({size}). '
+                                  'The last complete checkpoint is kept; free space, then continue with --auto_resume.')
     for remaining in (2, 1, 0):
         try:
             atomic.atomic_torch_save(obj, path)
             return
-        except Exception as err:  # noqa: BLE001 - BasicSR's policy: a failed save must not stop training
-            get_root_logger().warning(f'Save {what} error: {err}, remaining retry times: {remaining}')
-            if remaining:
-                time.sleep(1)
-    get_root_logger().warning(f'Still cannot save {path}. Just ignore it.')
+        except OSError as err:
+            if err.errno in PERMANENT_ERRNOS or not remaining:
+                cause = os.strerror(err.errno) if err.errno else str(err)
+                raise CheckpointSaveError(err.errno, f'Cannot save {what} {path!r}: {cause.lower()} ({size}). '
+                                          'The last complete checkpoint is kept; fix the cause, then continue with '
+                                          '--auto_resume.') from err
+            get_root_logger().warning(f'Save {what} {path!r} failed ({err}); {remaining} more tries.')
+            time.sleep(1)
 
 
 def _bare_state_dict(model, net) -> Dict[str, Any]:  # noqa: ANN001
@@ -186,7 +233,15 @@ def save_network(self, net, net_label: str, current_iter, param_key='params') ->
     keys: List[str] = param_key if isinstance(param_key, list) else [param_key]
     if len(nets) != len(keys):
         raise ValueError(f'save_network: {len(nets)} networks but {len(keys)} param keys.')
-    _save_with_retry({k: _bare_state_dict(self, n) for n, k in zip(nets, keys)}, save_path, 'model')
+    from mpt_common.checkpoint import CheckpointError, check_finite
+
+    states = {k: _bare_state_dict(self, n) for n, k in zip(nets, keys)}
+    for state in states.values():  # a network with NaN/inf is never written (it would replace a good one)
+        try:
+            check_finite(state, save_path)
+        except CheckpointError as err:
+            raise CheckpointError(f'Not saving {save_path!r}: {str(err).split(": ", 1)[-1]}') from None
+    _save(states, save_path, 'model')
 
 
 def save_training_state(self, epoch: int, current_iter: int) -> None:
@@ -197,7 +252,37 @@ def save_training_state(self, epoch: int, current_iter: int) -> None:
              'optimizers': [o.state_dict() for o in self.optimizers],
              'schedulers': [s.state_dict() for s in self.schedulers]}
     save_path = os.path.join(self.opt['path']['training_states'], f'{current_iter}.state')
-    _save_with_retry(state, save_path, 'training state')
+    _save(state, save_path, 'training state')
+
+
+SCHEDULE_KEYS = ('periods', 'cumulative_period', 'restart_weights', 'eta_min', 'milestones', 'gamma', 'restarts')
+
+
+def _make_resume_training(original):
+    def resume_training(self, resume_state) -> None:  # noqa: ANN001
+        """``BaseModel.resume_training``; a schedule changed in the option file since the save is kept (warned)."""
+        wanted = [{k: copy.deepcopy(getattr(s, k)) for k in SCHEDULE_KEYS if hasattr(s, k)} for s in self.schedulers]
+        original(self, resume_state)
+        for i, (scheduler, config) in enumerate(zip(self.schedulers, wanted)):
+            changed = {k: (getattr(scheduler, k), v) for k, v in config.items() if getattr(scheduler, k) != v}
+            if not changed:
+                continue
+            for key, (_, value) in changed.items():
+                setattr(scheduler, key, value)
+            from basicsr.utils import get_root_logger
+
+            listing = '; '.join(f'{k}: {_plain(old)} -> {_plain(new)}' for k, (old, new) in changed.items()
+                                if k != 'cumulative_period')
+            get_root_logger().warning(f'train.scheduler changed since the resumed state was saved ({listing}); '
+                                      f'scheduler {i} follows the option file from iteration '
+                                      f'{scheduler.last_epoch} on.')
+
+    resume_training._mpt_patched = True
+    return resume_training
+
+
+def _plain(value: Any) -> Any:
+    return dict(value) if hasattr(value, 'most_common') else value
 
 
 # --- options --------------------------------------------------------------------------------------------------
@@ -245,23 +330,24 @@ def _make_parse_options(original):
         import torch
         from basicsr.utils import set_random_seed
 
-        from mpt_common.option_file import UnsafeOptionError
+        from mpt_plugin import startup
 
         sys.argv[:] = normalize_argv(sys.argv)
         caller = sys._getframe(1).f_globals
-        try:
-            opt, args = original(experiment_root(root_path), is_train=is_train)
-        except UnsafeOptionError as err:
-            raise SystemExit(f'error: {err}') from None
+        opt_file, merged = startup.prepare_option_file(is_train)  # exit 2 on any option problem
+        opt, args = original(experiment_root(root_path), is_train=is_train)
+        if merged is not None:
+            args.opt = opt_file  # BasicSR copies args.opt into the experiment folder: the user's file
         if opt.get('num_gpu') and not torch.cuda.is_available():
             warnings.warn(f"num_gpu is {opt['num_gpu']} but CUDA is not available: running on the CPU (num_gpu: 0).",
                           RuntimeWarning, stacklevel=2)
             opt['num_gpu'] = 0
-        set_random_seed(opt['manual_seed'] + opt['rank'])  # BasicSR seeded before applying --force_yml
+        set_random_seed(opt['manual_seed'] + opt['rank'])
         _patch_caller_resume(caller)
-        from mpt_plugin import option_checks
-
-        option_checks.check_options(opt, is_train=is_train)
+        try:
+            startup.lock_experiment(opt)
+        except startup.ExperimentInUseError as err:
+            startup._fail(str(err))
         return opt, args
 
     parse_options._mpt_patched = True
@@ -293,6 +379,7 @@ def apply() -> None:
     model_cls.save_network = master_only(save_network)
     model_cls.save_training_state = master_only(save_training_state)
     model_cls.load_network = checkpoint.load_network  # weights_only=True, errors naming the file
+    model_cls.resume_training = _make_resume_training(model_cls.resume_training)
     sr_model.SRModel.feed_data = _make_feed_data(sr_model.SRModel.feed_data)
     sr_model.SRModel.dist_validation = dist_validation
     lmdb_envs.install()

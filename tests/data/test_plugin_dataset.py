@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from basicsr.utils.registry import DATASET_REGISTRY
 
+from mpt_common.option_checks import OptionError, check_options
 from mpt_data import BBBC006Dataset, PairedDefocusDataset, SyntheticDefocusDataset, UnlabeledDefocusDataset
 from mpt_data.image_io import ImageLoader, ImageReadError
 from mpt_data.normalization import dataset_default, from_train_options
 from mpt_data.plugin_dataset import COMMON_KEYS, PluginDataset, read_meta_info
-from mpt_plugin.option_checks import OptionError, check_options
+from mpt_plugin.smoke import smoke_options
 
 
 class TiledWellsDataset(PluginDataset):
@@ -29,7 +30,7 @@ class TiledWellsDataset(PluginDataset):
         self.paths = list(opt['paths'])
 
     def header_samples(self) -> list:
-        return [[(p, lambda p=p: self.loader.read_header(p))] for p in self.paths]
+        return [[(p, lambda p=p: self.loader.inspect(p))] for p in self.paths]
 
 
 @pytest.fixture(scope='module')
@@ -54,16 +55,17 @@ def test_every_plugin_dataset_declares_its_facts():
     assert SyntheticDefocusDataset.required_keys({}, train=True) == ['gt_size']
 
 
-def test_a_new_dataset_class_is_checked_from_its_own_declaration(registered_type):
-    opt = {'datasets': {'train': {'type': registered_type, 'phase': 'train', 'dataroot_lq': 'x', 'welsl': 3}}}
+def test_a_new_dataset_class_is_checked_from_its_own_declaration(registered_type, tmp_path):
+    opt = smoke_options(str(tmp_path), val=False)
+    opt['datasets'] = {'train': {'type': registered_type, 'phase': 'train', 'dataroot_lq': 'x', 'welsl': 3}}
     with pytest.raises(OptionError) as err:
         check_options(opt, is_train=False)
     message = str(err.value)
     assert "datasets.train: unknown key 'welsl'; did you mean 'wells'?" in message
     assert "datasets.train: required key 'wells' is missing" in message
     assert "datasets.train: required key 'gt_size' is missing" in message
-    check_options({'datasets': {'val': {'type': registered_type, 'phase': 'val', 'dataroot_lq': 'x',
-                                        'wells': ['A01']}}}, is_train=False)
+    opt['datasets'] = {'val': {'type': registered_type, 'phase': 'val', 'dataroot_lq': 'x', 'wells': ['A01']}}
+    check_options(opt, is_train=False)
 
 
 def test_a_new_dataset_class_brings_its_default_normalisation_to_mpt_deblur(registered_type):

@@ -134,7 +134,7 @@ def test_disk_full_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
         return real(path, data, **kwargs)
 
     monkeypatch.setattr(tifffile, 'imwrite', full_disk)
-    assert deblur.main(_args(_checkpoint(tmp_path / 'r.pth'), src, out)) == 1
+    assert deblur.main(_args(_checkpoint(tmp_path / 'r.pth'), src, out, '--overwrite')) == 1
     err = capsys.readouterr().err
     assert 'b.tif' in err and 'disk full' in err
     assert sorted(os.listdir(out)) == ['a.tif', 'b.tif']  # no temporary file left behind

@@ -52,7 +52,8 @@ def test_basicsr_save_training_state_is_atomic(tmp_path, monkeypatch):
     assert torch.load(tmp_path / '4.state', weights_only=True)['iter'] == 4
     monkeypatch.setattr(torch, 'save', _crashing_save)
     monkeypatch.setattr(patches.time, 'sleep', lambda s: None)
-    patches.save_training_state(model, epoch=1, current_iter=6)  # BasicSR's policy: log and carry on
+    with pytest.raises(_Crash):  # not BasicSR's "log and carry on": a save that fails stops the run
+        patches.save_training_state(model, epoch=1, current_iter=6)
     assert sorted(os.listdir(tmp_path)) == ['4.state']
 
 

@@ -16,10 +16,10 @@ from helpers import REPO
 from helpers.layouts import make_bbbc006, make_paired_folder
 from helpers.scripts import load_script
 from mpt_common import atomic
+from mpt_common.option_checks import OptionError, check_options
 from mpt_data import BBBC006Dataset, PairedDefocusDataset, lmdb_envs
 from mpt_data.image_io import ImageLoader, ImageReadError
 from mpt_metrics import lpips_metric
-from mpt_plugin.option_checks import OptionError, check_options
 from mpt_plugin.smoke import smoke_options, write_options, write_pairs
 
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'CUDA_VISIBLE_DEVICES': ''}
