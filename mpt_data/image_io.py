@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import NamedTuple, Optional, Sequence, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -259,18 +259,19 @@ class ImageLoader:
         return to_float(self.read_raw(path, client_key), path)
 
 
+def read_meta_info(path: str) -> List[str]:
+    """The entries of a ``meta_info`` file (a dataset's ``meta_info_file``, an LMDB's ``meta_info.txt``): the first
+    token of each non-blank line, BasicSR's format."""
+    with open(path) as fin:
+        return [line.strip().split(' ')[0] for line in fin if line.strip()]
+
+
 def read_lmdb_keys(lmdb_root: str) -> list:
     """Keys of an LMDB made by make_lmdb_from_imgs (first token of each meta_info.txt line, minus '.png')."""
     meta = os.path.join(lmdb_root, 'meta_info.txt')
     if not os.path.isfile(meta):
         raise ValueError(f'LMDB folder {lmdb_root!r} has no meta_info.txt.')
-    keys = []
-    with open(meta) as fin:
-        for line in fin:
-            line = line.strip()
-            if line:
-                name = line.split(' ')[0]
-                keys.append(name[:-4] if name.endswith('.png') else os.path.splitext(name)[0])
+    keys = [name[:-4] if name.endswith('.png') else os.path.splitext(name)[0] for name in read_meta_info(meta)]
     if not keys:
         raise ValueError(f'LMDB {lmdb_root!r} is empty (meta_info.txt lists no image).')
     return keys

@@ -40,9 +40,9 @@ from basicsr.utils.registry import DATASET_REGISTRY
 
 from mpt_data.extra_data import ExtraDatasetMixin
 from mpt_data.file_checks import note_ignored, raise_unpaired
-from mpt_data.image_io import ImageLoader, check_same_size, is_image_file, read_lmdb_keys
+from mpt_data.image_io import ImageLoader, check_same_size, is_image_file, read_lmdb_keys, read_meta_info
 from mpt_data.normalization import from_options as normalization_from_options
-from mpt_data.plugin_dataset import PluginDataset, read_meta_info
+from mpt_data.plugin_dataset import PluginDataset
 from mpt_data.transforms import train_augment
 
 LAYOUTS = ('folder', 'dpdd', 'lfdof')

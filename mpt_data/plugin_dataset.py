@@ -10,8 +10,9 @@ A dataset class registered in BasicSR's ``DATASET_REGISTRY`` that derives from :
 The start-up option checks (:mod:`mpt_common.option_checks`) and ``mpt-deblur``'s normalisation lookup
 (:func:`mpt_data.normalization.from_train_options`) read these attributes through the registry, so a new dataset
 class is checked and deblurred correctly without editing any table. It also brings the shared ``check_files``
-(:meth:`~PluginDataset.check_files`, over the samples of :meth:`~PluginDataset.header_samples`) and the
-``meta_info_file`` reader (:func:`read_meta_info`). ``docs/extending.md`` shows a new dataset in one file.
+(:meth:`~PluginDataset.check_files`, over the samples of :meth:`~PluginDataset.header_samples`); the
+``meta_info_file`` reader is :func:`mpt_data.image_io.read_meta_info`. ``docs/developer/extending.md`` shows a new
+dataset in one file.
 """
 
 from __future__ import annotations
@@ -31,12 +32,6 @@ SHARED_KEYS = ('in_chans', 'to_gray', 'extra_dataset', 'extra_sampling', 'check_
                'norm_percentiles', 'norm_max')
 TRAIN_AUGMENT_KEYS = ('gt_size', 'use_scale', 'scale_range', 'use_hflip', 'use_vflip', 'use_rot')  # transforms
 COMMON_KEYS = BASICSR_KEYS + SHARED_KEYS + TRAIN_AUGMENT_KEYS
-
-
-def read_meta_info(path: str) -> List[str]:
-    """The entries of a ``meta_info_file``: the first token of each non-blank line (BasicSR's format)."""
-    with open(path) as fin:
-        return [line.strip().split(' ')[0] for line in fin if line.strip()]
 
 
 class PluginDataset(data.Dataset):

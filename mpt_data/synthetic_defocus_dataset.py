@@ -14,7 +14,9 @@ Options (YAML keys of a ``datasets`` entry with ``type: SyntheticDefocusDataset`
 * ``psf``: ``{<type>: {weight: w, <param>: [min, max], ...}}`` for the types to draw (by weight), parameters
   uniform in their range (widefield ones on a grid of :data:`PSF_GRID`, whose PSFs are cached):
   ``disk: {radius}``, ``gaussian: {sigma}``, ``widefield: {airy_radius, defocus_waves}``. Default
-  :data:`DEFAULT_PSF`.
+  :data:`DEFAULT_PSF`. In a microscopist's units: ``widefield_physical: {na, wavelength_um, pixel_size_um,
+  immersion_index, defocus_um: [min, max]}`` (the optics fixed, the defocus drawn; exact defocus phase,
+  :func:`mpt_data.psf.physical_widefield_psf`).
 * ``noise``: ``photons: [min, max]`` (log-uniform; ``~`` = no shot noise), ``read_noise: [min, max]``
   (uniform), ``clean_fraction`` (share of noise-free samples). Default :data:`DEFAULT_NOISE`.
 * ``cache_images`` (default false): keep every decoded sharp image in memory (small sets: no PNG decoding per
@@ -44,10 +46,10 @@ from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
 from mpt_data.file_checks import note_ignored
-from mpt_data.image_io import ImageLoader, is_image_file, read_lmdb_keys
+from mpt_data.image_io import ImageLoader, is_image_file, read_lmdb_keys, read_meta_info
 from mpt_data.noise import poisson_gaussian
 from mpt_data.normalization import from_options as normalization_from_options
-from mpt_data.plugin_dataset import PluginDataset, read_meta_info
+from mpt_data.plugin_dataset import PluginDataset
 from mpt_data.psf import PSF_TYPES, make_psf
 from mpt_data.transforms import train_augment
 
@@ -56,7 +58,10 @@ DEFAULT_PSF: Dict[str, Dict[str, Any]] = {
     'gaussian': {'weight': 1.0, 'sigma': [0.7, 2.5]},
     'widefield': {'weight': 1.0, 'airy_radius': [1.0, 2.0], 'defocus_waves': [0.0, 1.5]},
 }
-PSF_PARAMS = {'disk': ('radius',), 'gaussian': ('sigma',), 'widefield': ('airy_radius', 'defocus_waves')}
+PSF_PARAMS = {'disk': ('radius',), 'gaussian': ('sigma',), 'widefield': ('airy_radius', 'defocus_waves'),
+              'widefield_physical': ('na', 'wavelength_um', 'pixel_size_um', 'immersion_index', 'defocus_um')}
+# widefield_physical: the optics are fixed numbers (one objective, camera and dye), the defocus is a range
+OPTICS_DEFAULTS = {'immersion_index': 1.0}
 PSF_GRID = 0.02  # widefield parameters are drawn on this grid (cache of mpt_data.psf.widefield_psf)
 DEFAULT_NOISE: Dict[str, Any] = {'photons': [100.0, 3000.0], 'read_noise': [0.0, 0.01], 'clean_fraction': 0.2}
 
@@ -99,6 +104,9 @@ def parse_psf_options(spec: Optional[Mapping[str, Any]]) -> Dict[str, Dict[str, 
         if unknown:
             raise ValueError(f'SyntheticDefocusDataset: psf.{kind} has unknown key(s) {sorted(unknown)}; '
                              f'it takes weight and {list(PSF_PARAMS[kind])}.')
+        if kind == 'widefield_physical':
+            out[kind] = {'weight': weight, **_optics(params)}
+            continue
         ranges = {}
         for name in PSF_PARAMS[kind]:
             default = DEFAULT_PSF[kind][name]
@@ -106,6 +114,24 @@ def parse_psf_options(spec: Optional[Mapping[str, Any]]) -> Dict[str, Dict[str, 
         out[kind] = {'weight': weight, **ranges}
     if sum(v['weight'] for v in out.values()) <= 0:
         raise ValueError('SyntheticDefocusDataset: the psf weights sum to 0.')
+    return out
+
+
+def _optics(params: Mapping[str, Any]) -> Dict[str, Any]:
+    """``psf.widefield_physical``: fixed ``na``, ``wavelength_um``, ``pixel_size_um``, ``immersion_index`` (default
+    1.0) and a ``defocus_um`` range, checked by building the PSF at both ends of the range."""
+    out: Dict[str, Any] = {}
+    for name in PSF_PARAMS['widefield_physical'][:4]:
+        value = params.get(name, OPTICS_DEFAULTS.get(name))
+        if value is None:
+            raise ValueError(f'SyntheticDefocusDataset: psf.widefield_physical needs {name} (na, wavelength_um, '
+                             'pixel_size_um, defocus_um; immersion_index defaults to 1.0, air).')
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f'SyntheticDefocusDataset: psf.widefield_physical.{name} must be a positive number, '
+                             f'got {value!r}.')
+        out[name] = float(value)
+    out['defocus_um'] = _range(params.get('defocus_um', [0.0, 0.0]), 'psf.widefield_physical.defocus_um')
+    make_psf('widefield_physical', **{**out, 'defocus_um': out['defocus_um'][1]})  # na < n and the like
     return out
 
 
@@ -134,9 +160,12 @@ def draw_degradation(psf_opt: Mapping[str, Any], noise_opt: Mapping[str, Any],
     kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
     params: Dict[str, Any] = {'psf': kind}
     for name in PSF_PARAMS[kind]:
+        if not isinstance(psf_opt[kind][name], tuple):  # a fixed optical parameter
+            params[name] = psf_opt[kind][name]
+            continue
         low, high = psf_opt[kind][name]
         value = float(rng.uniform(low, high))
-        if kind == 'widefield':  # on a grid of PSF_GRID: the diffraction PSFs are cached, not recomputed per sample
+        if kind.startswith('widefield'):  # on a grid of PSF_GRID: diffraction PSFs are cached, not recomputed
             value = min(max(round(value / PSF_GRID) * PSF_GRID, low), high)
         params[name] = value
     clean = rng.random() < noise_opt['clean_fraction']

@@ -36,7 +36,8 @@ def _resize(img: np.ndarray, size_wh: tuple) -> np.ndarray:
 def random_flips(imgs: List[np.ndarray], hflip: bool = True, vflip: bool = True,
                  rotation: bool = False) -> List[np.ndarray]:
     """Same random flips for every image: BasicSR's ``augment`` (h-flip, rotation) then an optional v-flip."""
-    imgs = [np.ascontiguousarray(img) for img in imgs]
+    # BasicSR flips in place (cv2.flip(img, 1, img)): never on a read-only array (a cached image, whole) or a view
+    imgs = [np.array(img, order='C') for img in imgs]
     out = augment(imgs, hflip=hflip, rotation=rotation)
     out = out if isinstance(out, list) else [out]
     if vflip and not rotation and random.random() < 0.5:  # BasicSR's rotation already includes a v-flip

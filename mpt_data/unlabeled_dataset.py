@@ -22,10 +22,10 @@ from basicsr.utils import img2tensor, scandir
 from basicsr.utils.registry import DATASET_REGISTRY
 
 from mpt_data.extra_data import ExtraDatasetMixin
-from mpt_data.image_io import IMAGE_EXTENSIONS, ImageLoader, read_lmdb_keys
+from mpt_data.image_io import IMAGE_EXTENSIONS, ImageLoader, read_lmdb_keys, read_meta_info
 from mpt_data.normalization import from_options as normalization_from_options
 from mpt_data.normalization import require_input_only
-from mpt_data.plugin_dataset import PluginDataset, read_meta_info
+from mpt_data.plugin_dataset import PluginDataset
 from mpt_data.transforms import train_augment
 
 

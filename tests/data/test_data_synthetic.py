@@ -153,3 +153,32 @@ def test_lmdb_backend_gives_the_same_pairs_as_the_folder(sharp_folder, tmp_path)
         a, b = disk.pair(i), lmdb.pair(i)
         assert np.array_equal(a.gt, b.gt) and np.array_equal(a.lq, b.lq)
     assert lmdb[0]['gt_path'].startswith(lmdb_path)
+
+
+def test_a_crop_that_is_the_whole_cached_image_is_flipped_on_a_copy(tmp_path):
+    """102x102 image, 39-pixel kernel (margin 19), gt_size 64: the crop is the whole read-only cached image; BasicSR
+    flips in place (OpenCV 5 refuses a read-only destination: training died mid-run)."""
+    from mpt_data.psf import make_psf
+    from mpt_data.transforms import random_flips
+
+    folder = tmp_path / 'one'
+    folder.mkdir()
+    sharp = (np.random.default_rng(0).random((102, 102)) * 255).astype(np.uint8)
+    cv2.imwrite(str(folder / 'img.png'), sharp)
+    sigma = 5.4
+    assert make_psf('gaussian', sigma=sigma).shape == (39, 39)
+    ds = SyntheticDefocusDataset(_opt(str(folder), phase='train', gt_size=64, use_scale=False, cache_images=True,
+                                      use_hflip=True, use_vflip=True, to_gray=False,
+                                      psf={'gaussian': {'sigma': [sigma, sigma]}}, noise={'photons': None}))
+    for seed in range(6):  # every flip combination
+        np.random.seed(seed)
+        random.seed(seed)
+        assert ds[0]['gt'].shape == (1, 64, 64)
+    cached = ds.cache[0]
+    assert not cached.flags.writeable and np.array_equal(cached[:, :, 0], sharp.astype(np.float32) / 255)
+    frozen = np.arange(12, dtype=np.float32).reshape(3, 4, 1)
+    frozen.setflags(write=False)
+    for seed in range(4):
+        random.seed(seed)
+        (out,) = random_flips([frozen])
+        assert out.shape == frozen.shape and np.array_equal(frozen.ravel(), np.arange(12))  # input untouched

@@ -10,9 +10,9 @@ from basicsr.utils.registry import DATASET_REGISTRY
 
 from mpt_common.option_checks import OptionError, check_options
 from mpt_data import BBBC006Dataset, PairedDefocusDataset, SyntheticDefocusDataset, UnlabeledDefocusDataset
-from mpt_data.image_io import ImageLoader, ImageReadError
+from mpt_data.image_io import ImageLoader, ImageReadError, read_meta_info
 from mpt_data.normalization import dataset_default, from_train_options
-from mpt_data.plugin_dataset import COMMON_KEYS, PluginDataset, read_meta_info
+from mpt_data.plugin_dataset import COMMON_KEYS, PluginDataset
 from mpt_plugin.smoke import smoke_options
 
 
