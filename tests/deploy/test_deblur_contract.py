@@ -142,6 +142,27 @@ def test_disk_full_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
     assert tifffile.imread(out / 'a.tif').shape == (20, 24)
 
 
+def test_existing_outputs_are_skipped_unless_overwrite(tmp_path, capsys):
+    """Issue 27 item 8: an output that exists is not replaced silently; rerunning finishes an interrupted folder."""
+    src, out = tmp_path / 'in', tmp_path / 'out'
+    src.mkdir()
+    out.mkdir()
+    for name in ('a.tif', 'b.tif', 'c.tif'):
+        tifffile.imwrite(src / name, _stack((20, 24), seed=len(name)))
+    (out / 'b.tif').write_bytes(b'an earlier result')
+    ckpt = _checkpoint(tmp_path / 'id.pth', identity=True)
+    assert deblur.main(_args(ckpt, src, out)) == 0
+    err = capsys.readouterr().err
+    assert f"skipped: {src / 'b.tif'}: {out / 'b.tif'} exists (--overwrite replaces it)" in err
+    assert f"2 file(s) written to {str(out)!r}, 1 skipped (output already there)." in err
+    assert (out / 'b.tif').read_bytes() == b'an earlier result' and (out / 'a.tif').is_file()
+    (out / 'c.tif').unlink()  # an interrupted run: the same command finishes the folder
+    assert deblur.main(_args(ckpt, src, out)) == 0
+    assert '1 file(s) written' in capsys.readouterr().err and (out / 'c.tif').is_file()
+    assert deblur.main(_args(ckpt, src, out, '--overwrite')) == 0
+    assert np.array_equal(tifffile.imread(out / 'b.tif'), tifffile.imread(src / 'b.tif'))  # identity network
+
+
 def test_nan_weights_exit_1(tmp_path, capsys):
     tifffile.imwrite(tmp_path / 'a.tif', _stack((20, 24)))
     ckpt = _checkpoint(tmp_path / 'nan.pth', poison=True)

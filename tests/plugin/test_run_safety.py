@@ -272,7 +272,7 @@ def test_check_files_decodes_every_file_and_names_a_truncated_one(tmp_path):
         PairedDefocusDataset(opt)
 
 
-# 8 is in tests/deploy/test_deblur_contract.py (existing outputs are skipped unless --overwrite)
+# 8: tests/deploy/test_deblur_contract.py::test_existing_outputs_are_skipped_unless_overwrite
 # 9. --force_yml is data ---------------------------------------------------------------------------------------------
 def test_force_yml_values_and_keys_are_never_evaluated(tmp_path):
     opt = _setup(tmp_path, total_iter=2, save_freq=2)
