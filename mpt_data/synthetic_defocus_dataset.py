@@ -19,6 +19,9 @@ Options (YAML keys of a ``datasets`` entry with ``type: SyntheticDefocusDataset`
   :func:`mpt_data.psf.physical_widefield_psf`).
 * ``noise``: ``photons: [min, max]`` (log-uniform; ``~`` = no shot noise), ``read_noise: [min, max]``
   (uniform), ``clean_fraction`` (share of noise-free samples). Default :data:`DEFAULT_NOISE`.
+* ``procedural``: ``{images: N, size: S or [H, W], kinds: [nuclei, filaments, puncta, membranes]}`` adds ``N``
+  fluorescence-like scenes made on the fly (:mod:`mpt_data.scenes`; without ``dataroot_gt`` they are the whole
+  set). Training draws a new scene at every visit; validation scene ``i`` is a function of ``(val_seed, i)``.
 * ``cache_images`` (default false): keep every decoded sharp image in memory (small sets: no PNG decoding per
   sample; each DataLoader worker holds its own copy).
 * Training (``phase: train``): ``gt_size`` crops (images smaller than a crop are reflect-padded), random scale
@@ -51,6 +54,7 @@ from mpt_data.noise import poisson_gaussian
 from mpt_data.normalization import from_options as normalization_from_options
 from mpt_data.plugin_dataset import PluginDataset
 from mpt_data.psf import PSF_TYPES, make_psf
+from mpt_data.scenes import SCENE_KINDS, make_scene
 from mpt_data.transforms import train_augment
 
 DEFAULT_PSF: Dict[str, Dict[str, Any]] = {
@@ -135,6 +139,31 @@ def _optics(params: Mapping[str, Any]) -> Dict[str, Any]:
     return out
 
 
+PROCEDURAL = 'procedural'  # the client key of procedural scenes in ``samples``
+
+
+def parse_procedural_options(spec: Any, name: str) -> Optional[Dict[str, Any]]:
+    """Validate a ``procedural`` option (None: no procedural scenes)."""
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping):
+        raise ValueError(f'{name}: procedural must be a mapping (images, size, kinds), got {spec!r}.')
+    unknown = set(spec) - {'images', 'size', 'kinds'}
+    if unknown:
+        raise ValueError(f'{name}: procedural has unknown key(s) {sorted(unknown)}; it takes images, size, kinds.')
+    images, size = spec.get('images', 64), spec.get('size', 256)
+    size = (size, size) if isinstance(size, int) else tuple(size) if isinstance(size, (list, tuple)) else size
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        raise ValueError(f'{name}: procedural.images must be a positive integer, got {images!r}.')
+    if not (isinstance(size, tuple) and len(size) == 2 and all(isinstance(v, int) and v >= 16 for v in size)):
+        raise ValueError(f'{name}: procedural.size must be S or [H, W] with sides >= 16, got {spec.get("size")!r}.')
+    kinds = list(spec.get('kinds') or SCENE_KINDS)
+    unknown_kinds = [k for k in kinds if k not in SCENE_KINDS]
+    if unknown_kinds:
+        raise ValueError(f'{name}: procedural.kinds {unknown_kinds} unknown; choose from {list(SCENE_KINDS)}.')
+    return {'images': images, 'size': size, 'kinds': kinds}
+
+
 def parse_noise_options(spec: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     """Validate a ``noise`` option (``photons`` ``~`` disables shot noise)."""
     spec = dict(DEFAULT_NOISE if spec is None else spec)
@@ -194,7 +223,7 @@ class SyntheticDefocusDataset(PluginDataset):
     """Pairs made from sharp images with random defocus PSFs and camera noise (module docstring)."""
 
     OPTION_KEYS = ('dataroot_gt', 'meta_info_file', 'psf', 'noise', 'pairs_per_image', 'val_seed', 'val_crop',
-                   'cache_images')
+                   'cache_images', 'procedural')
     DEFAULT_NAME = 'SyntheticDefocusDataset'
     CHECK_CROP_SIZE = False  # images smaller than a crop are reflect-padded
 
@@ -219,23 +248,30 @@ class SyntheticDefocusDataset(PluginDataset):
             raise ValueError(f'{self.name}: phase train needs gt_size (the crop size).')
         io_backend = dict(opt.get('io_backend', {'type': 'disk'}))
         roots = opt.get('dataroot_gt')
-        if not roots:
+        self.procedural = parse_procedural_options(opt.get('procedural'), self.name)
+        if not roots and self.procedural is None:
             raise ValueError(f'{self.name}: dataroot_gt (folder(s) of sharp images) is required.')
-        roots = [str(r) for r in roots] if isinstance(roots, (list, tuple)) else [str(roots)]
+        roots = [str(r) for r in roots] if isinstance(roots, (list, tuple)) else [str(roots)] if roots else []
         in_chans, to_gray = opt.get('in_chans', 3), opt.get('to_gray', False)
-        if io_backend['type'] == 'lmdb':
+        if not roots:
+            self.loader = ImageLoader(io_backend, None, in_chans, to_gray)
+            self.samples = []
+        elif io_backend['type'] == 'lmdb':
             self.loader = ImageLoader(io_backend, {f'gt{i}': r for i, r in enumerate(roots)}, in_chans, to_gray)
             self.samples = [(key, f'gt{i}') for i, r in enumerate(roots) for key in read_lmdb_keys(r)]
         else:
             self.loader = ImageLoader(io_backend, None, in_chans, to_gray)
             self.samples = [(p, 'default') for p in self._disk_paths(roots, opt.get('meta_info_file'))]
-        if not self.samples:
+        if not self.samples and roots:
             raise ValueError(f'{self.name}: no image in {roots}.')
+        if self.procedural is not None:
+            self.samples += [(f'procedural_{i:05d}', PROCEDURAL) for i in range(self.procedural['images'])]
         self.check_files_if_enabled()
 
     def header_samples(self) -> list:
         """Each sharp image on its own (:meth:`PluginDataset.check_files`)."""
-        return [[(self._label(p, k), lambda p=p, k=k: self.loader.inspect(p, k))] for p, k in self.samples]
+        return [[(self._label(p, k), lambda p=p, k=k: self.loader.inspect(p, k))] for p, k in self.samples
+                if k != PROCEDURAL]
 
     @staticmethod
     def _disk_paths(roots: List[str], meta: Optional[str]) -> List[str]:
@@ -253,7 +289,7 @@ class SyntheticDefocusDataset(PluginDataset):
         return paths
 
     def _label(self, path: str, key: str) -> str:
-        return f'{self.loader.lmdb_roots[key]}[{path}]' if self.loader.is_lmdb else path
+        return f'{self.loader.lmdb_roots[key]}[{path}]' if self.loader.is_lmdb and key != PROCEDURAL else path
 
     def __len__(self) -> int:
         return len(self.samples) * (1 if self.train else self.pairs_per_image)
@@ -262,7 +298,14 @@ class SyntheticDefocusDataset(PluginDataset):
         if self.cache is not None and image_index in self.cache:
             return self.cache[image_index]
         path, key = self.samples[image_index]
-        img = self.loader.read(path, key)
+        if key == PROCEDURAL:
+            seed = np.random.randint(0, 2**31 - 1) if self.train else [self.val_seed, 7919, image_index]
+            img = make_scene(np.random.default_rng(seed), self.procedural['size'], self.loader.in_chans,
+                             self.procedural['kinds'])
+            if self.train:
+                return img  # a new scene at every visit, never cached
+        else:
+            img = self.loader.read(path, key)
         if self.cache is not None:
             img.setflags(write=False)
             self.cache[image_index] = img
