@@ -61,5 +61,6 @@ setup(
     cmdclass={'build_py': BuildPyWithAutoload},
     entry_points={'console_scripts': ['mpt-train = mpt_plugin.cli:train_main', 'mpt-test = mpt_plugin.cli:test_main',
                                       'mpt-deblur = mpt_deploy.deblur:main',
+                                      'mpt-finetune = mpt_plugin.finetune:main',
                                       'mpt-export-bioimageio = mpt_deploy.bioimageio_export:main']},
 )

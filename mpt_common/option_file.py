@@ -115,9 +115,17 @@ def ordered_yaml() -> Tuple[type, type]:
     return OptionLoader, _Dumper
 
 
+class _PlainDumper(_Dumper):  # type: ignore[misc, valid-type]
+    """Writes shared values out in full (no &anchors / *aliases): an option file is read by people."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def dump_options(opt: Any, handle: Any) -> None:
-    """Write options as YAML that :class:`OptionLoader` reads back unchanged (key order kept)."""
-    yaml.dump(opt, handle, Dumper=ordered_yaml()[1], sort_keys=False)
+    """Write options as YAML that :class:`OptionLoader` reads back unchanged (key order kept, no aliases)."""
+    _PlainDumper.add_representer(OrderedDict, lambda dumper, data: dumper.represent_dict(data.items()))
+    yaml.dump(opt, handle, Dumper=_PlainDumper, sort_keys=False)
 
 
 def parse_option_text(text: str, source: str = '<option text>') -> Any:

@@ -53,9 +53,10 @@ COMMANDS = {  # how a page names a command -> what runs it
     'mpt-deblur': 'mpt_deploy.deblur', 'mpt-train': 'scripts/train.py', 'mpt-test': 'scripts/test.py',
     'mpt_plugin.smoke': 'mpt_plugin.smoke', 'basicsr/train.py': 'scripts/train.py',
     'basicsr/test.py': 'scripts/test.py', 'mpt-export-bioimageio': 'mpt_deploy.bioimageio_export',
-    'mpt_data.demo_data': 'mpt_data.demo_data',
+    'mpt_data.demo_data': 'mpt_data.demo_data', 'mpt-finetune': 'mpt_plugin.finetune',
 }
-COMMAND = re.compile(r'(scripts/\w+\.py|basicsr/(?:train|test)\.py|mpt-export-bioimageio|mpt-deblur|mpt-train|mpt-test'
+COMMAND = re.compile(r'(scripts/\w+\.py|basicsr/(?:train|test)\.py|mpt-export-bioimageio|mpt-deblur|mpt-finetune'
+                     r'|mpt-train|mpt-test'
                      r'|mpt_plugin\.smoke|mpt_data\.demo_data|tools\.\w+)')
 
 

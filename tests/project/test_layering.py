@@ -2,8 +2,9 @@
 
 Every ``import`` counts, also those inside functions (a lazy import is still a dependency). The layers, from the
 bottom: ``mpt_common`` (imports no project package); the network, losses, data and metrics; the model (training);
-deployment; the BasicSR glue ``mpt_plugin``, which reads the lower packages through BasicSR's registries and
-imports none of the network, loss, model and metric packages.
+deployment; the BasicSR glue ``mpt_plugin`` (training commands such as ``mpt-finetune`` use deployment's starter
+models), which reads the lower packages through BasicSR's registries and imports none of the network, loss, model
+and metric packages.
 """
 
 import ast
@@ -23,7 +24,7 @@ ALLOWED: Dict[str, Set[str]] = {
     'mpt_metrics': {'mpt_common'},
     'mpt_models': {'mpt_common', 'mpt_losses'},
     'mpt_deploy': {'mpt_common', 'mpt_arch', 'mpt_data'},
-    'mpt_plugin': {'mpt_common', 'mpt_data'},
+    'mpt_plugin': {'mpt_common', 'mpt_data', 'mpt_deploy'},
 }
 PACKAGES = sorted(ALLOWED)
 

@@ -1,0 +1,56 @@
+"""mpt-finetune end to end on a tiny budget: optics -> fine-tuned starter -> mpt-deblur with the files it writes."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import tifffile
+
+from mpt_common.option_file import load_options
+from mpt_data.scenes import make_scene
+
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
+OPTICS = ['--na', '0.75', '--wavelength', '0.52', '--pixel-size', '0.16', '--defocus', '0:2', '--minutes', '1']
+
+
+def _run(args, cwd):
+    return subprocess.run([sys.executable, '-m', 'mpt_plugin.finetune', *args], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_finetune_writes_a_model_that_mpt_deblur_uses(tmp_path):
+    (tmp_path / 'sharp').mkdir()
+    for i in range(3):
+        img = make_scene(np.random.default_rng(i), (80, 80), 1)[:, :, 0]
+        tifffile.imwrite(tmp_path / 'sharp' / f's{i}.tif', (img * 65535).astype(np.uint16))
+    res = _run(['--sharp', 'sharp', *OPTICS, '--iters', '2', '-o', 'scope'], tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = tmp_path / 'scope'
+    assert {'model.pth', 'model.yml', 'model.md', 'finetune_plan.yml'} <= set(os.listdir(out))
+    held = (out / 'val_files.txt').read_text().split()
+    assert held and not set(held) & set((out / 'train_files.txt').read_text().split())  # held out, never trained
+    model = load_options(str(out / 'model.yml'))
+    assert model['datasets']['train']['psf'] == {'widefield_physical': {
+        'na': 0.75, 'immersion_index': 1.0, 'wavelength_um': 0.52, 'pixel_size_um': 0.16, 'defocus_um': [0.0, 2.0]}}
+    card = (out / 'model.md').read_text()
+    assert 'NA 0.75' in card and '| input | starter model | fine-tuned |' in card and 'held-out images' in card
+    assert 'starter model gray' in res.stderr and 'validation PSNR: input' in res.stderr
+    assert load_options(str(out / 'finetune_plan.yml'))['train']['total_iter'] == 2
+    deblur = subprocess.run(['mpt-deblur', '-opt', str(out / 'model.yml'), '-w', str(out / 'model.pth'), '-i',
+                             str(tmp_path / 'sharp' / 's0.tif'), '-o', str(tmp_path / 'deblurred')], env=ENV,
+                            capture_output=True, text=True, timeout=300)
+    assert deblur.returncode == 0, deblur.stderr[-2000:]
+    result = tifffile.imread(tmp_path / 'deblurred' / 's0.tif')
+    assert result.dtype == np.uint16 and result.shape == (80, 80)
+    again = _run(['--sharp', 'sharp', *OPTICS, '-o', 'scope', '--auto_resume'], tmp_path)  # the saved plan
+    assert again.returncode == 0 and 'continuing the run planned in' in again.stderr, again.stderr[-2000:]
+
+
+def test_finetune_without_images_uses_procedural_scenes_and_refuses_impossible_optics(tmp_path):
+    res = _run([*OPTICS, '--iters', '2', '-o', 'proc'], tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert 'procedural training image(s)' in res.stderr
+    assert 'procedural scenes' in (tmp_path / 'proc' / 'model.md').read_text()
+    bad = _run(['--na', '1.4', '--wavelength', '0.52', '--pixel-size', '0.1', '-o', 'x'], tmp_path)
+    assert bad.returncode == 2 and 'must be below the immersion index' in bad.stderr
