@@ -117,6 +117,9 @@ def check_train_options(opt: Dict[str, Any]) -> List[str]:
     reblur = train.get('efcr_reblur')
     if isinstance(reblur, dict):
         problems += _unknown(reblur, model_cls.REBLUR_KEYS, 'train.efcr_reblur')
+    amp = train.get('amp', False)
+    if amp not in (False, None, 'false') and amp not in getattr(model_cls, 'AMP_DTYPES', {}):
+        problems.append(f'train.amp: {amp!r} is not one of bf16, fp16, false')
     return problems
 
 

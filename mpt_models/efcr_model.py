@@ -12,6 +12,9 @@ YAML (``model_type: EFCRModel``)::
                                 # pixel loss's and the EFCR term's gradients w.r.t. the network weights
       nonfinite_patience: 0     # optional: batches with a NaN/inf loss or gradient skipped before the run stops
                                 # (default 0: stop at the first one, nothing of that iteration applied or saved)
+      amp: false                # optional mixed precision: bf16 | fp16 | false. The network runs under autocast;
+                                # the losses (EFCR's wavelet terms included) are computed in float32. fp16 uses a
+                                # gradient scaler, saved in the training state and restored on resume.
 
 Modes (``I``: the training pair, ``I'``: the extra pair from the batch keys ``extra_lq``/``extra_gt``,
 ``net``: the trained network; every forward pass below is in the autograd graph):
@@ -82,7 +85,8 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
 
     # the option facts of this model, read by the start-up checks through MODEL_REGISTRY
     TRAIN_KEYS = {'efcr_opt': 'section?', 'efcr_mode': 'str', 'efcr_reblur': 'section?', 'log_grad_norm_freq': 'int?',
-                  'nonfinite_patience': 'int'}  # beyond SRModel's train keys, with their value kinds
+                  'nonfinite_patience': 'int', 'amp': 'any'}  # beyond SRModel's train keys, with their value kinds
+    AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
     REBLUR_KEYS = ('kernel_sizes', 'sigma', 'seed')  # train.efcr_reblur
     EFCR_MODES = EFCR_MODES
 
@@ -99,6 +103,11 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
         if self.nonfinite_patience < 0:
             raise ValueError(f'train.nonfinite_patience must be >= 0, got {self.nonfinite_patience}')
         self.nonfinite_batches = 0
+        amp = train_opt.get('amp', False)
+        if amp not in (False, None, 'false', *self.AMP_DTYPES):
+            raise ValueError(f"train.amp must be bf16, fp16 or false, got {amp!r}")
+        self.amp_dtype = self.AMP_DTYPES.get(amp)
+        self.scaler = torch.amp.GradScaler(self.device.type) if amp == 'fp16' else None
         self.cri_efcr = None
         self.efcr_mode: Optional[EFCRMode] = None
         self.efcr_mode_name: Optional[str] = None
@@ -131,6 +140,27 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
         get_root_logger().info(f'EFCR mode {mode_name!r}: {self.cri_efcr}, re-blur kernel sizes '
                                f'{self.reblur_kernel_sizes}, sigma {self.reblur_sigma}')
 
+    def autocast(self):
+        """The network's forward under ``train.amp`` (a no-op context without it)."""
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                              enabled=self.amp_dtype is not None)
+
+    def forward_g(self, x: torch.Tensor) -> torch.Tensor:
+        """``net_g(x)`` under ``train.amp``, returned in float32 for the losses."""
+        with self.autocast():
+            out = self.net_g(x)
+        return out.float()
+
+    def extra_training_state(self) -> Dict[str, object]:
+        """What the training state holds beyond BasicSR's: the fp16 gradient scaler."""
+        return {'grad_scaler': self.scaler.state_dict()} if self.scaler is not None else {}
+
+    def resume_training(self, resume_state: dict) -> None:
+        """BasicSR's resume plus the gradient scaler of an fp16 run."""
+        super().resume_training(resume_state)
+        if self.scaler is not None and resume_state.get('grad_scaler'):
+            self.scaler.load_state_dict(resume_state['grad_scaler'])
+
     def gradient_norms(self, losses: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """L2 norm of each loss's gradient w.r.t. the trainable weights (extra backward passes; graph kept)."""
         params = [p for p in self.net_g.parameters() if p.requires_grad]
@@ -159,21 +189,21 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
                              'which the training batch lacks: attach an extra dataset with '
                              'datasets.train.extra_dataset (labeled for extra_labeled*, any for extra_unlabeled)')
         if mode.contrast_pair == 'extra':
-            output, gt, lq = self.net_g(self.extra_lq), self.extra_gt, self.extra_lq
+            output, gt, lq = self.forward_g(self.extra_lq), self.extra_gt, self.extra_lq
         else:
             output, gt, lq = self.output, self.gt, self.lq
         if mode.reblur_source is None:
             return self.cri_efcr(output, gt, lq)
         source = getattr(self, mode.reblur_source)
         reblur_in = self.reblur(source)
-        reblur_out = self.net_g(reblur_in)
+        reblur_out = self.forward_g(reblur_in)
         return self.cri_efcr(output, gt, lq, reblur_out=reblur_out, reblur_in=reblur_in, reblur_source=source)
 
     def optimize_parameters(self, current_iter: int) -> None:
         """SRModel's step (pixel and perceptual losses) plus EFCR (Eq. 7), applied only when loss and gradient are
         finite (:meth:`finite_or_skip`)."""
         self.optimizer_g.zero_grad()
-        self.output = self.net_g(self.lq)
+        self.output = self.forward_g(self.lq)
 
         l_total = 0
         loss_dict = OrderedDict()
@@ -196,20 +226,29 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
             if self.grad_norm_freq and current_iter % self.grad_norm_freq == 0 and self.cri_pix:
                 loss_dict.update(self.gradient_norms({'grad_pix': l_pix, 'grad_efcr': l_efcr}))
 
-        l_total.backward()
-        if self.finite_or_skip(current_iter, loss_dict):
-            self.optimizer_g.step()
+        if self.scaler is not None:  # fp16: inf/NaN gradients of a too large scale are the scaler's to skip
+            self.scaler.scale(l_total).backward()
+            self.scaler.unscale_(self.optimizer_g)
+            if self.finite_or_skip(current_iter, loss_dict, check_gradients=False):
+                self.scaler.step(self.optimizer_g)
+            self.scaler.update()
+        else:
+            l_total.backward()
+            if self.finite_or_skip(current_iter, loss_dict):
+                self.optimizer_g.step()
         self.log_dict = self.reduce_loss_dict(loss_dict)
 
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
-    def finite_or_skip(self, current_iter: int, loss_dict: Dict[str, torch.Tensor]) -> bool:
+    def finite_or_skip(self, current_iter: int, loss_dict: Dict[str, torch.Tensor],
+                       check_gradients: bool = True) -> bool:
         """True when every loss term and gradient is finite. Otherwise the batch is skipped (False) while fewer than
         ``train.nonfinite_patience`` batches were, else :class:`NonFiniteLossError` stops the run."""
         bad = [f'{name} = {float(value.detach())}' for name, value in loss_dict.items()
                if not bool(torch.isfinite(value.detach()).all())]
-        if not bad and all(bool(torch.isfinite(p.grad).all()) for p in self.net_g.parameters() if p.grad is not None):
+        if not bad and (not check_gradients or all(bool(torch.isfinite(p.grad).all())
+                                                    for p in self.net_g.parameters() if p.grad is not None)):
             return True
         what = f'loss {", ".join(bad)}' if bad else 'gradient (the loss terms are finite: the weights overflowed)'
         self.nonfinite_batches += 1

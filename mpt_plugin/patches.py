@@ -251,6 +251,7 @@ def save_training_state(self, epoch: int, current_iter: int) -> None:
     state = {'epoch': epoch, 'iter': current_iter,
              'optimizers': [o.state_dict() for o in self.optimizers],
              'schedulers': [s.state_dict() for s in self.schedulers]}
+    state.update(getattr(self, 'extra_training_state', dict)())  # e.g. EFCRModel's fp16 gradient scaler
     save_path = os.path.join(self.opt['path']['training_states'], f'{current_iter}.state')
     _save(state, save_path, 'training state')
 
