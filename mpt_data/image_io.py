@@ -22,8 +22,7 @@ import cv2
 import numpy as np
 from basicsr.utils import FileClient, imfrombytes
 
-TIFF_EXTENSIONS = ('.tif', '.tiff')
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.PNG', '.JPG', '.JPEG', '.BMP', '.TIF', '.TIFF')
+from mpt_common.image_files import IMAGE_EXTENSIONS, TIFF_EXTENSIONS, is_image_file  # noqa: F401  (part of the API)
 
 
 class ImageReadError(ValueError):
@@ -86,11 +85,6 @@ def read_header(source: Union[str, bytes], name: str, tiff: Optional[bool] = Non
             source = fin.read()
     img = decode_image(bytes(source), name, tiff=tiff)  # unusual mode: decode to be sure
     return ImageHeader(img.shape[0], img.shape[1], img.shape[2], img.dtype.name)
-
-
-def is_image_file(name: str) -> bool:
-    """True when ``name`` has an image extension this package decodes."""
-    return name.endswith(IMAGE_EXTENSIONS)
 
 
 def decode_image(content: Optional[bytes], path: str, tiff: Optional[bool] = None) -> np.ndarray:

@@ -363,19 +363,25 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry point of ``mpt-export-bioimageio``."""
     args = parse_args(argv)
+    from mpt_common.option_checks import OptionError
+    from mpt_common.option_file import OptionFileError, UnsafeOptionError
+
     try:
         import bioimageio.spec  # noqa: F401
     except ImportError:
-        print("mpt-export-bioimageio: needs the bioimageio extra: pip install 'mpt-basicsr[bioimageio]'",
+        print("mpt-export-bioimageio: error: needs the bioimageio extra: pip install 'mpt-basicsr[bioimageio]'",
               file=sys.stderr)
-        return 2
+        return 1
     try:
         path = export(args.weights, args.output, args.opt, args.arch, args.net_opt,
                       args.param_key if args.param_key != '' else None, args.tile, args.overlap, args.context,
                       args.input_dtype, args.model_card, args.test_image, args.overwrite)
-    except (ValueError, OSError, KeyError) as err:  # ExportError, CheckpointMismatchError, NormalizationError, ...
-        print(f'mpt-export-bioimageio: {err}', file=sys.stderr)
+    except (OptionError, OptionFileError, UnsafeOptionError) as err:  # like a bad argument (mpt-deblur alike)
+        print(f'mpt-export-bioimageio: error: {err}', file=sys.stderr)
         return 2
+    except (ValueError, OSError, KeyError) as err:  # ExportError, CheckpointMismatchError, NormalizationError, ...
+        print(f'mpt-export-bioimageio: error: {err}', file=sys.stderr)
+        return 1
     print(path)
     return 0
 

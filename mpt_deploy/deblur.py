@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from typing import List, Optional, Sequence, Tuple
 
 from mpt_deploy.inference import CHANNEL_POLICIES
@@ -39,7 +40,7 @@ from mpt_deploy.model_loading import add_network_arguments
 
 def list_inputs(path: str) -> List[str]:
     """The image files to process: ``path`` itself or the images in folder ``path`` (sorted, not recursive)."""
-    from mpt_data.image_io import is_image_file
+    from mpt_common.image_files import is_image_file
 
     if os.path.isdir(path):
         files = sorted(os.path.join(path, n) for n in os.listdir(path)
@@ -53,10 +54,14 @@ def list_inputs(path: str) -> List[str]:
 
 
 # --- command line ---------------------------------------------------------------------------------------------
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """``--help`` as plain text with every default shown."""
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parse and validate the arguments (bad values exit with code 2 before any work)."""
-    parser = argparse.ArgumentParser(prog='mpt-deblur', description=__doc__.split('\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog='mpt-deblur', description=__doc__.split('\n')[0].replace('``', ''),
+                                     formatter_class=HelpFormatter)
     parser.add_argument('-i', '--input', required=True, nargs='+', help='image files and/or folders of images')
     parser.add_argument('-o', '--output', required=True, help='output folder (same file names and formats)')
     parser.add_argument('-w', '--weights', help='checkpoint (BasicSR net_g_*.pth or a state dict); without -w, '
@@ -114,6 +119,14 @@ def _error(message: str) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry point of ``mpt-deblur``; returns the exit code (see the module docstring)."""
     args = parse_args(argv)  # before the heavy imports, so --help and bad arguments are quick
+    from mpt_deploy.safe_output import plan_outputs
+
+    start = time.perf_counter()
+    try:  # inputs and outputs too: a mistyped path is reported before torch and the models load
+        files = list(dict.fromkeys(f for item in args.input for f in list_inputs(item)))
+        pairs = plan_outputs(files, os.path.abspath(args.output))
+    except OSError as err:
+        return _error(str(err))
     from mpt_common.malloc_reuse import keep_freed_memory
 
     keep_freed_memory()  # reuse freed tensor memory instead of paging it in again (MPT_KEEP_FREED_MEMORY=0: off)
@@ -122,9 +135,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from mpt_common.option_checks import OptionError
     from mpt_common.option_file import OptionFileError, UnsafeOptionError
-    from mpt_deploy.inference import deblur_image
+    from mpt_deploy.inference import deblur_image, network_inputs
     from mpt_deploy.model_loading import inference_normalization, load_weights, network_in_chans
-    from mpt_deploy.safe_output import plan_outputs, write_output
+    from mpt_deploy.safe_output import write_output
     from mpt_deploy.stacks import colour_axis, read_image_file, write_image_file
     from mpt_deploy.starter_models import KINDS, StarterNetworks, starter_model
     from mpt_deploy.tiling import count_tiles
@@ -133,8 +146,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.device == 'cuda' and not torch.cuda.is_available():
         return _error('--device cuda requested but CUDA is not available.')
     try:
-        files = list(dict.fromkeys(f for item in args.input for f in list_inputs(item)))
-        pairs = plan_outputs(files, os.path.abspath(args.output))
         starters = None
         if args.weights:
             norm = inference_normalization(args.opt, args.normalize, args.norm_percentiles, args.norm_max)
@@ -167,7 +178,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       file=sys.stderr)
             in_chans = network_in_chans(network_opt)
             h, w = image.data.shape[image.axes.index('Y')], image.data.shape[image.axes.index('X')]
-            total = count_tiles(h, w, args.tile, args.overlap, args.context) * max(1, image.data.size // (h * w))
+            total = count_tiles(h, w, args.tile, args.overlap, args.context) * network_inputs(
+                image, in_chans, args.channels)
             with tqdm(total=total, desc=os.path.basename(path), unit='tile', file=sys.stderr) as bar:
                 out = deblur_image(net, image, norm, in_chans, args.channels, args.tile, args.overlap, args.context,
                                    args.device, progress=bar.update)
@@ -177,13 +189,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f'mpt-deblur: failed: {path}: {err}', file=sys.stderr)
     written = len(pairs) - len(failures) - len(skipped)
     kept = f', {len(skipped)} skipped (output already there)' if skipped else ''
+    took = f' in {time.perf_counter() - start:.1f} s'
     if failures:
         print(f'mpt-deblur: {len(failures)} of {len(pairs)} file(s) failed, {written} written to {args.output!r}'
-              f'{kept}:', file=sys.stderr)
+              f'{kept}{took}:', file=sys.stderr)
         for path, message in failures:
             print(f'  {path}: {message}', file=sys.stderr)
         return 1
-    print(f'mpt-deblur: {written} file(s) written to {args.output!r}{kept}.', file=sys.stderr)
+    print(f'mpt-deblur: {written} file(s) written to {args.output!r}{kept}{took}.', file=sys.stderr)
     return 0
 
 

@@ -43,6 +43,17 @@ def channel_groups(plane: np.ndarray, in_chans: Optional[int], policy: str, path
     raise DeblurError(f'{path!r}: a plane has {channels} colour channel(s) but the network takes {need}{hint}.')
 
 
+def network_inputs(image, in_chans: Optional[int], policy: str = 'auto') -> int:
+    """How many network inputs :func:`deblur_image` makes of an :class:`~mpt_deploy.stacks.ImageFile`: planes times
+    channel groups (an RGB plane is one input to an RGB network, three to a grayscale one): the progress unit."""
+    from mpt_deploy.stacks import colour_axis, planes
+
+    flat, _ = planes(image.data, image.axes, colour_axis(image.axes, image.data.shape, in_chans))
+    colour = flat[0][:, :, :3] if flat.shape[3] == 4 else flat[0]
+    groups, _ = channel_groups(colour, in_chans, policy, image.path)
+    return flat.shape[0] * len(groups)
+
+
 def deblur_plane(net, plane: np.ndarray, path: str, norm, in_chans: Optional[int] = None, policy: str = 'auto',
                  tile: int = 512, overlap: int = 32, context: int = 32, device: str = 'cpu',
                  progress: Optional[Callable[[int], None]] = None) -> np.ndarray:

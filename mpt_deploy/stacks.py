@@ -20,7 +20,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-TIFF_EXTENSIONS = ('.tif', '.tiff')
+from mpt_common.image_files import TIFF_EXTENSIONS
+
 PLANE_AXES = 'YX'
 COLOUR_AXIS = 'S'
 IMAGEJ_DERIVED = ('ImageJ', 'images', 'channels', 'slices', 'frames', 'hyperstack', 'axes')
@@ -53,6 +54,8 @@ def check_axes(axes: str, ndim: Optional[int] = None, where: str = '--axes') -> 
 
 def read_image_file(path: str, axes: Optional[str] = None) -> ImageFile:
     """Read ``path`` (TIFF through tifffile, other formats as the datasets do); ``axes`` overrides the guess."""
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise StackError(f'{path!r} is empty (0 bytes): nothing to deblur.')
     if path.lower().endswith(TIFF_EXTENSIONS):
         image = _read_tiff(path)
         if image.data.size == 0:

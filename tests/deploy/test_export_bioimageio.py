@@ -146,17 +146,17 @@ def test_export_is_deterministic_and_documented(packages):
 
 def test_bad_inputs_give_clear_errors(packages, tmp_path, capsys):
     opt, ckpt = packages['bbbc'], packages['ckpt']
-    assert exporter.main(['-opt', opt, '-w', str(tmp_path / 'missing.pth'), '-o', str(tmp_path / 'a.zip')]) == 2
+    assert exporter.main(['-opt', opt, '-w', str(tmp_path / 'missing.pth'), '-o', str(tmp_path / 'a.zip')]) == 1
     assert 'does not exist' in capsys.readouterr().err
     existing = tmp_path / 'exists.zip'
     existing.write_bytes(b'x')
-    assert exporter.main(['-opt', opt, '-w', ckpt, '-o', str(existing)]) == 2
+    assert exporter.main(['-opt', opt, '-w', ckpt, '-o', str(existing)]) == 1
     assert '--overwrite' in capsys.readouterr().err and existing.read_bytes() == b'x'
     zipped_ckpt = tmp_path / 'ckpt.zip'
     zipped_ckpt.write_bytes(open(ckpt, 'rb').read())
-    assert exporter.main(['-opt', opt, '-w', str(zipped_ckpt), '-o', str(zipped_ckpt), '--overwrite']) == 2
+    assert exporter.main(['-opt', opt, '-w', str(zipped_ckpt), '-o', str(zipped_ckpt), '--overwrite']) == 1
     assert 'is one of the inputs' in capsys.readouterr().err
     legacy = _options(tmp_path / 'legacy.yml', 'BBBC006Dataset', normalize='gt_percentile')
-    assert exporter.main(['-opt', legacy, '-w', ckpt, '-o', str(tmp_path / 'b.zip')]) == 2
+    assert exporter.main(['-opt', legacy, '-w', ckpt, '-o', str(tmp_path / 'b.zip')]) == 1
     assert 'ground truth' in capsys.readouterr().err
     assert not os.path.exists(tmp_path / 'a.zip') and not os.path.exists(tmp_path / 'b.zip')
