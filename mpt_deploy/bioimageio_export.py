@@ -54,11 +54,12 @@ def describe_normalization(norm: Dict[str, Any], dtype: str) -> str:
     if norm['mode'] == 'input_percentile':
         low, high = norm['percentiles']
         return (f'x -> (x - p{low:g}) / (p{high:g} - p{low:g}) with the {low:g}th/{high:g}th percentiles of the '
-                'input tensor, unclipped; the output is mapped back by the inverse, rounded and clipped to '
-                f'{dtype}.')
+                'input tensor, unclipped; the output is mapped back by the inverse and clipped to the range of '
+                f'{dtype}, as float32.')
     if norm['mode'] == 'fixed':
-        return f"x -> clip(x / {norm['norm_max']:g}, 0, 1); the output is multiplied back, rounded, clipped."
-    return f'x -> x / {INPUT_DTYPES[dtype]:g} ({dtype} maximum); the output is multiplied back, rounded, clipped.'
+        return f"x -> clip(x / {norm['norm_max']:g}, 0, 1); the output is multiplied back and clipped, as float32."
+    return (f'x -> x / {INPUT_DTYPES[dtype]:g} ({dtype} maximum); the output is multiplied back and clipped, '
+            'as float32.')
 
 
 # --- test image and cover ------------------------------------------------------------------------------------
@@ -258,7 +259,7 @@ def export(weights: str, output: str, opt_file: Optional[str] = None, arch: Opti
     test_in = np.ascontiguousarray(img.transpose(2, 0, 1)[None])
     with torch.no_grad():
         result = eager(torch.from_numpy(test_in.astype(np.float32)))
-    test_out = result.numpy().astype(input_dtype)
+    test_out = result.numpy().astype(np.float32)  # float32 in the input's units: consumers cast
 
     with tempfile.TemporaryDirectory(prefix='mpt-bioimageio-') as tmp:
         files = Path(tmp)
@@ -273,7 +274,7 @@ def export(weights: str, output: str, opt_file: Optional[str] = None, arch: Opti
             scripted = torch.jit.load(str(files / 'weights.torchscript.pt'))
             with torch.no_grad():
                 check = scripted(torch.from_numpy(test_in.astype(np.float32)))
-        if float((check - result).abs().max()) > 1.0:  # rounding may move a value by one unit
+        if float((check - result).abs().max()) > 1.0:  # float32 outputs: traced and eager agree far below a unit
             raise ExportError('The TorchScript model differs from the network on the test image; not exporting.')
         (files / 'cover.png').write_bytes(cover_png(img, test_out[0].transpose(1, 2, 0)))
         contract = {'channels': channels, 'dtype': input_dtype, 'min_size': tile, 'tile': tile, 'overlap': overlap,
@@ -318,13 +319,13 @@ def _model_descr(files: Path, card: Dict[str, Any], network_opt: Dict[str, Any],
         preprocessing=[spec.EnsureDtypeDescr(kwargs=spec.EnsureDtypeKwargs(dtype='float32'))])]
     ref = {'tensor_id': spec.TensorId('raw')}
     outputs = [spec.OutputTensorDescr(
-        id=spec.TensorId('deblurred'), description=f'deblurred image in the input\'s units ({input_dtype})',
+        id=spec.TensorId('deblurred'), description=f'deblurred image, float32 in the input\'s {input_dtype} units',
         axes=[spec.BatchAxis(), spec.ChannelAxis(channel_names=names(out_chans, 'channel')),
               spec.SpaceOutputAxis(id=spec.AxisId('y'), size=spec.SizeReference(axis_id=spec.AxisId('y'), **ref)),
               spec.SpaceOutputAxis(id=spec.AxisId('x'), size=spec.SizeReference(axis_id=spec.AxisId('x'), **ref))],
         test_tensor=spec.FileDescr(source=files / 'test_output.npy'),
-        data=spec.IntervalOrRatioDataDescr(type=input_dtype),
-        postprocessing=[spec.EnsureDtypeDescr(kwargs=spec.EnsureDtypeKwargs(dtype=input_dtype))])]
+        data=spec.IntervalOrRatioDataDescr(type='float32'),
+        postprocessing=[spec.EnsureDtypeDescr(kwargs=spec.EnsureDtypeKwargs(dtype='float32'))])]
     version = torch.__version__.split('+')[0]
     arch = spec.ArchitectureFromLibraryDescr(import_from='mpt_deploy.bioimageio_model', callable='build_deployed_net',
                                              kwargs={'network': network_opt, **deploy})

@@ -7,7 +7,9 @@ the package (deepImageJ, napari, ``bioimageio.core``) needs no pre- or postproce
    (``np.percentile``-style linear interpolation, unclipped), ``dtype`` (divide by the input dtype's maximum) or
    ``fixed`` (divide by ``norm_max``, clipped);
 2. the network, tile by tile with the blending of :mod:`mpt_deploy.tiling` (same ``tile``/``overlap``/``context``);
-3. the inverse map, rounded and clipped to the integer range of the input dtype.
+3. the inverse map, clipped to the range of the input dtype, as float32 in the input's units (the bioimage.io
+   convention: consumers cast; unrounded, so every weight format reproduces the test output within float
+   tolerance, which rounded integers did not: one unit apart where a value sat on a .5 boundary).
 
 The code is TorchScript-compatible (``torch.jit.script``) around a network traced at one tile size; with
 ``full_tiles`` it refuses inputs smaller than the tile, the only ones whose tiles would not have the traced size.
@@ -140,8 +142,7 @@ class DeployedNet(nn.Module):
                 unit = torch.clamp(unit, 0.0, 1.0)
             with torch.no_grad():
                 result = self._tiled(unit)
-            back = torch.round(result * scale32 + low32)
-            outs.append(torch.clamp(back, 0.0, self.dtype_max))
+            outs.append(torch.clamp(result * scale32 + low32, 0.0, self.dtype_max))
         return torch.cat(outs, 0)
 
 

@@ -77,7 +77,8 @@ def render_documentation(card: Mapping[str, Any], contract: Mapping[str, Any]) -
         _section('Input and output', [
             f"- input `raw`: {contract['channels']} channel(s), {contract['dtype']}, axes b, c, y, x; "
             f"y and x at least {contract['min_size']} pixels.",
-            f"- output `deblurred`: same shape, in the input's units ({contract['dtype']}).",
+            f"- output `deblurred`: same shape, float32 in the input's units ({contract['dtype']} range; cast it "
+            'to store it as such).',
             f"- normalisation inside the model (no consumer pre/postprocessing besides dtype casts): "
             f"{contract['normalization']}",
             f"- tiling inside the model: tiles of {contract['tile']} px, overlap {contract['overlap']}, "

@@ -107,7 +107,8 @@ def test_prediction_equals_mpt_deblur_on_a_new_16_bit_image(packages, weight_for
                         '-o', str(tmp_path / 'out'), *TILING]) == 0
     expected = tifffile.imread(tmp_path / 'out' / 'cell.tif')
     got = _predict(packages['paired_zip'], img, weight_format)
-    assert got.dtype == np.uint16 and got.shape == img.shape
+    assert got.dtype == np.float32 and got.shape == img.shape  # float32 in the input's units (issue 30)
+    got = np.round(got).astype(np.uint16)  # what a consumer storing 16 bit does
     assert np.abs(expected.astype(np.int64) - img).max() > 50  # the network does change the image
     interior, everywhere = _differences(got, expected)
     assert interior <= 1 and everywhere <= 1, (interior, everywhere)
@@ -160,3 +161,32 @@ def test_bad_inputs_give_clear_errors(packages, tmp_path, capsys):
     assert exporter.main(['-opt', legacy, '-w', ckpt, '-o', str(tmp_path / 'b.zip')]) == 1
     assert 'ground truth' in capsys.readouterr().err
     assert not os.path.exists(tmp_path / 'a.zip') and not os.path.exists(tmp_path / 'b.zip')
+
+
+def test_a_trained_model_package_passes_and_outputs_float32(tmp_path):
+    """Issue 30: a package of a *trained* network failed bioimageio.core's test by one unit in 86 rounded output
+    values; the output is now float32 in the input's units (consumers cast), reproduced by both weight formats."""
+    import zipfile
+
+    torch.manual_seed(5)
+    net = build_network(dict(TINY_MPT))
+    optim = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(5):  # a few real steps: weights far from their random start
+        sharp = torch.rand(2, 1, 32, 32)
+        optim.zero_grad()
+        (net(torch.nn.functional.avg_pool2d(sharp, 3, 1, 1)) - sharp).abs().mean().backward()
+        optim.step()
+    torch.save({'params': net.state_dict()}, tmp_path / 'trained.pth')
+    opt = _options(tmp_path / 'bbbc.yml', 'BBBC006Dataset')
+    package = _export(tmp_path, opt, str(tmp_path / 'trained.pth'), 'trained.zip')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        summary = core.test_model(package)
+    failed = [(d.name, [e.msg for e in d.errors]) for d in summary.details if d.status != 'passed']
+    assert summary.status == 'passed', failed
+    with zipfile.ZipFile(package) as archive:
+        name = next(n for n in archive.namelist() if n.endswith('test_output.npy'))
+        with archive.open(name) as handle:
+            out = np.load(handle)
+    assert out.dtype == np.float32 and not np.array_equal(out, np.round(out))  # unrounded, input units
+    assert 0 <= out.min() and out.max() <= 65535
