@@ -218,6 +218,17 @@ def _torchscript_in_subprocess(folder: Path, job: Dict[str, Any]) -> None:
         raise ExportError(f'Writing the TorchScript weights failed:\n{proc.stderr[-3000:]}')
 
 
+def _card_of(weights: str) -> dict:
+    """The card a model brings: a shipped starter model's own; any other model needs ``--model-card``."""
+    from mpt_deploy import model_card as cards
+    from mpt_deploy.starter_models import KINDS, starter_model
+
+    for kind in KINDS:
+        if os.path.realpath(weights) == os.path.realpath(starter_model(kind).weights):
+            return cards.starter_card(kind)
+    return cards.load_model_card(None)  # raises: the exporter does not invent one
+
+
 def export(weights: str, output: str, opt_file: Optional[str] = None, arch: Optional[str] = None,
            net_opt: Sequence[str] = (), param_key: Optional[str] = 'auto', tile: int = 256, overlap: int = 32,
            context: int = 32, input_dtype: str = 'uint16', model_card: Optional[str] = None,
@@ -237,7 +248,7 @@ def export(weights: str, output: str, opt_file: Optional[str] = None, arch: Opti
         raise ExportError(f'--tile ({tile}) must exceed --overlap + 2 * --context ({overlap} + 2 * {context}).')
     network_opt = network_options(opt_file, arch, net_opt)
     norm = export_normalization(opt_file)
-    card = cards.load_model_card(model_card)
+    card = cards.load_model_card(model_card) if model_card else _card_of(weights)
     torch.manual_seed(0)
     net = load_network(network_opt, weights, param_key)
     channels = network_in_chans(network_opt) or 1
@@ -348,7 +359,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog='mpt-export-bioimageio', description=__doc__.split('\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-o', '--output', required=True, help='package to write (.zip)')
-    parser.add_argument('-w', '--weights', required=True, help='checkpoint (BasicSR net_g_*.pth or a state dict)')
+    parser.add_argument('-w', '--weights', help='checkpoint (BasicSR net_g_*.pth or a state dict)')
+    parser.add_argument('--starter', choices=['gray', 'rgb'], help='export a shipped starter model with its own '
+                        'card (instead of -w/-opt/--model-card)')
     parser.add_argument('-opt', '--opt', help='BasicSR option file (network_g; datasets.*.normalize)')
     add_network_arguments(parser)
     parser.add_argument('--tile', type=int, default=256, help='tile size of the model (TorchScript traced at it)')
@@ -358,7 +371,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--model-card', help='YAML model card (name, authors, training_data, psf, limits, ...)')
     parser.add_argument('--test-image', help='image for the test tensors (default: seeded synthetic image)')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing output file')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.starter:
+        if args.weights or args.opt or args.arch:
+            parser.error('--starter exports a shipped starter model: leave out -w, -opt and --arch.')
+        from mpt_deploy.starter_models import starter_model
+
+        model = starter_model(args.starter)
+        args.weights, args.opt, args.param_key = model.weights, model.options, 'params'
+    elif not args.weights:
+        parser.error('give -w WEIGHTS (with -opt or --arch and --model-card), or --starter gray|rgb.')
+    return args
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,8 +1,11 @@
 """Model card of an exported network: who made it, on what data, for which blur, with which limits.
 
-A model card is an optional YAML file given to ``mpt-export-bioimageio --model-card``; keys it leaves out take
-the defaults below (the paper's MPT trained on BBBC006). :func:`render_documentation` turns it into the
-package's ``README.md`` (bioimage.io wants a ``# Validation`` section).
+A model card is a YAML file given to ``mpt-export-bioimageio --model-card``. What only the model's maker knows
+(:data:`REQUIRED`: name, description, authors, training data, blur) must be in it: the exporter never invents
+where a network came from. The shipped starter models carry their own card (:func:`starter_card`, read from their
+model-card page). Keys about the method itself take the defaults below (licence, tags, generic limits, the
+paper's citation). :func:`render_documentation` turns the card into the package's ``README.md`` (bioimage.io
+wants a ``# Validation`` section).
 """
 
 from __future__ import annotations
@@ -13,22 +16,14 @@ PAPER = ('Zhang, Y., Zheng, P., Yan, W., Fang, C., Cheng, S. S.: A Unified Frame
          'Deblur with Multi-Pyramid Transformer and Contrastive Learning. CVPR 2024.')
 PAPER_URL = 'https://github.com/PieceZhang/MPT-CataBlur'
 
+REQUIRED = ('name', 'description', 'authors', 'training_data', 'psf')
 DEFAULTS: Dict[str, Any] = {
-    'name': 'MPT microscopy defocus deblurring',
-    'description': 'Multi-Pyramid Transformer (MPT) that removes defocus blur from 2D fluorescence microscopy '
-                   'images; trained with the BasicSR plugin mpt-basicsr.',
-    'authors': [{'name': 'Yuelin Zhang'}, {'name': 'Pengyu Zheng'}, {'name': 'Wanquan Yan'},
-                {'name': 'Chengyu Fang'}, {'name': 'Shing Shin Cheng'}],
     'license': 'MIT',
     'version': '0.1.0',
     'tags': ['deblurring', 'defocus', 'microscopy', 'fluorescence', 'transformer', '2d', 'pytorch'],
-    'training_data': 'BBBC006 (Broad Bioimage Benchmark Collection): U2OS cells, Hoechst and phalloidin channels, '
-                     'z-stacks of 34 focal planes; in-focus plane 16 is the target, defocused planes the input.',
-    'psf': 'Real wide-field defocus of the BBBC006 stacks (not a synthetic PSF); the amount of defocus is that '
-           'of the training planes.',
     'limits': ['2D, one image plane at a time; each channel separately for a one-channel network.',
-               'Trained on one microscope, stain and magnification; other modalities, PSFs or noise levels may '
-               'give artefacts. Compare with the raw image before quantitative use.',
+               'Blur, noise or modalities unlike the training data may give artefacts. Compare with the raw image '
+               'before quantitative use.',
                'Not a substitute for deconvolution with a measured PSF.'],
     'cite': [{'text': PAPER, 'url': PAPER_URL}],
 }
@@ -39,18 +34,25 @@ class ModelCardError(ValueError):
 
 
 def load_model_card(path: Optional[str] = None) -> Dict[str, Any]:
-    """The card of ``path`` (YAML mapping) over :data:`DEFAULTS`; ``None``: the defaults."""
+    """The card of ``path`` (YAML mapping) over :data:`DEFAULTS`; every key of :data:`REQUIRED` must be set."""
     card = {k: (list(v) if isinstance(v, list) else v) for k, v in DEFAULTS.items()}
     if path is None:
-        return card
+        raise ModelCardError('No model card: give --model-card FILE.yml with ' + ', '.join(REQUIRED) + ' (a YAML '
+                             'mapping; docs/guides/bioimageio.md). The exporter does not invent who made a model and '
+                             'on what data; the shipped starter models bring their own (--starter gray|rgb).')
     from mpt_common.option_file import load_options
 
     data = load_options(path)  # the plugin's safe loader (!!python/ tags refused)
     if not isinstance(data, Mapping):
         raise ModelCardError(f'Model card {path!r} must be a YAML mapping (name: ..., authors: [...]).')
-    unknown = sorted(set(data) - set(DEFAULTS))
+    known = set(DEFAULTS) | set(REQUIRED)
+    unknown = sorted(set(data) - known)
     if unknown:
-        raise ModelCardError(f'Model card {path!r}: unknown keys {unknown}; known: {sorted(DEFAULTS)}.')
+        raise ModelCardError(f'Model card {path!r}: unknown keys {unknown}; known: {sorted(known)}.')
+    missing = [key for key in REQUIRED if not data.get(key)]
+    if missing:
+        raise ModelCardError(f'Model card {path!r}: missing {", ".join(missing)} (only the model\'s maker knows '
+                             'them; the exporter does not invent them).')
     for key in ('authors', 'tags', 'limits', 'cite'):
         if key in data and not isinstance(data[key], list):
             raise ModelCardError(f'Model card {path!r}: {key} must be a list.')
@@ -58,6 +60,40 @@ def load_model_card(path: Optional[str] = None) -> Dict[str, Any]:
         if not isinstance(author, Mapping) or 'name' not in author:
             raise ModelCardError(f'Model card {path!r}: each author needs a name, got {author!r}.')
     card.update(data)
+    return card
+
+
+def _markdown_sections(text: str) -> Dict[str, str]:
+    """``{heading: body}`` of a markdown page's ``## `` sections, and ``''`` for the text before the first."""
+    sections: Dict[str, List[str]] = {'': []}
+    current = ''
+    for line in text.split('\n'):
+        if line.startswith('## '):
+            current = line[3:].strip()
+            sections[current] = []
+        elif not line.startswith('# '):
+            sections[current].append(line)
+    return {k: '\n'.join(v).strip() for k, v in sections.items()}
+
+
+def starter_card(kind: str) -> Dict[str, Any]:
+    """The card of the shipped starter model ``kind``, read from its model-card page (``MPT_starter_<kind>.md``)."""
+    from mpt_deploy.starter_models import starter_model
+
+    with open(starter_model(kind).card, encoding='utf-8') as handle:
+        sections = _markdown_sections(handle.read())
+    training = sections.get('Training data', '')
+    blur = next((p for p in training.split('\n\n') if p.startswith('Degradations')), '')
+    card = {k: (list(v) if isinstance(v, list) else v) for k, v in DEFAULTS.items()}
+    card.update({
+        'name': f'MPT starter model ({kind})',
+        'description': sections[''].split('\n\n')[0].replace('\n', ' '),
+        'authors': [{'name': 'mpt-basicsr contributors (starter model recipe in the plugin repository)'}],
+        'training_data': training.replace(blur, '').strip(),
+        'psf': blur.replace('\n', ' '),
+        'limits': [' '.join(item.split()).lstrip('- ') for item in sections.get('Limits', '').split('\n- ') if item]
+        or card['limits'],
+    })
     return card
 
 

@@ -44,9 +44,20 @@ def _options(path, dataset_type, **dataset):
     return str(path)
 
 
+CARD = {'name': 'Tiny test MPT', 'description': 'A tiny MPT for the export tests.',
+        'authors': [{'name': 'The test suite'}], 'training_data': 'None: random weights.', 'psf': 'None.'}
+
+
+def _card(folder):
+    path = folder / 'card.yml'
+    if not path.exists():
+        path.write_text(yaml.safe_dump(CARD), encoding='utf-8')
+    return str(path)
+
+
 def _export(tmp, opt, ckpt, name, *extra):
     out = str(tmp / name)
-    assert exporter.main(['-opt', opt, '-w', ckpt, '-o', out, *TILING, *extra]) == 0
+    assert exporter.main(['-opt', opt, '-w', ckpt, '-o', out, '--model-card', _card(tmp), *TILING, *extra]) == 0
     return out
 
 
@@ -190,3 +201,29 @@ def test_a_trained_model_package_passes_and_outputs_float32(tmp_path):
             out = np.load(handle)
     assert out.dtype == np.float32 and not np.array_equal(out, np.round(out))  # unrounded, input units
     assert 0 <= out.min() and out.max() <= 65535
+
+
+def test_the_exporter_never_invents_a_model_card(packages, tmp_path, capsys):
+    out = tmp_path / 'nocard.zip'
+    assert exporter.main(['-opt', packages['paired'], '-w', packages['ckpt'], '-o', str(out), *TILING]) == 1
+    err = capsys.readouterr().err
+    assert 'No model card: give --model-card FILE.yml with name, description, authors, training_data, psf' in err
+    assert not out.exists()
+    partial = tmp_path / 'partial.yml'
+    partial.write_text(yaml.safe_dump({'name': 'x', 'description': 'y'}), encoding='utf-8')
+    assert exporter.main(['-opt', packages['paired'], '-w', packages['ckpt'], '-o', str(out), '--model-card',
+                          str(partial), *TILING]) == 1
+    assert 'missing authors, training_data, psf' in capsys.readouterr().err
+
+
+def test_a_starter_model_exports_in_one_line_with_its_own_card(tmp_path):
+    import zipfile
+
+    out = tmp_path / 'starter_gray.zip'
+    assert exporter.main(['--starter', 'gray', '-o', str(out), '--tile', '64', '--overlap', '8',
+                          '--context', '8']) == 0
+    with zipfile.ZipFile(out) as archive:
+        readme = archive.read(next(n for n in archive.namelist() if n.endswith('README.md'))).decode()
+    assert readme.startswith('# MPT starter model (gray)')
+    assert 'registry packages' in readme and 'camera.png' in readme and 'PSF disk' in readme
+    assert 'BBBC006' not in readme and 'Yuelin Zhang' not in readme.split('## Citation')[0]
