@@ -348,7 +348,7 @@ def _make_parse_options(original):
         try:
             startup.lock_experiment(opt)
         except startup.ExperimentInUseError as err:
-            startup._fail(str(err))
+            startup.exit_with_error(str(err))
         return opt, args
 
     parse_options._mpt_patched = True

@@ -34,7 +34,8 @@ class ExperimentInUseError(RuntimeError):
     """Another live process trains into the same experiment folder."""
 
 
-def _fail(message: str) -> None:
+def exit_with_error(message: str) -> None:
+    """Print ``<program>: error: message`` to stderr and exit with status 2 (an option problem, like argparse)."""
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else 'train'
     print(f'{prog}: error: {message}', file=sys.stderr, flush=True)
     raise SystemExit(2)
@@ -82,7 +83,7 @@ def prepare_option_file(is_train: bool) -> Tuple[Optional[str], Optional[str]]:
         apply_force_yml(opt, known.force_yml)
         notes = check_options(opt, is_train=is_train, source=f'Option file {known.opt!r}')
     except (OptionError, OptionFileError, UnsafeOptionError, yaml.YAMLError, FileNotFoundError) as err:
-        _fail(str(err))
+        exit_with_error(str(err))
     for note in notes:
         print(f'note: {note}', file=sys.stderr, flush=True)
     argv = _without_force_yml(sys.argv)
