@@ -153,9 +153,7 @@ def check_network(net_opt: Dict[str, Any], where: str = 'network_g') -> List[str
     returns the notes."""
     check = Checker()
     check.problems += check_network_options({where: net_opt})
-    network_cls = registered('ARCH_REGISTRY', net_opt.get('type'))
-    if network_cls is not None:
-        check.signature(net_opt, network_cls.__init__, where, unknown=False)
+    check.network(net_opt, where)
     if check.problems:
         raise OptionError(f'{where} problems:\n  - ' + '\n  - '.join(dict.fromkeys(check.problems)))
     return check.notes
@@ -232,8 +230,9 @@ class Checker:
         self.problems: List[str] = []
         self.notes: List[str] = []
 
-    def value(self, section: Dict[str, Any], key: Any, kind: str, where: str) -> None:
-        """Check ``section[key]`` against ``kind``; replace it by its number when it is one written as text."""
+    def value(self, section: Any, key: Any, kind: str, where: str) -> None:
+        """Check ``section[key]`` (a mapping's key or a list's index) against ``kind``; replace it by its number
+        when it is one written as text."""
         value, path = section[key], f'{where}.{key}' if where else str(key)
         if kind.endswith('?'):
             if value is None:
@@ -249,7 +248,7 @@ class Checker:
                 return
             items = list(value)
             for i in range(len(items)):
-                self.value(_Index(items), i, kind[5:-1], path)
+                self.value(items, i, kind[5:-1], path)
             section[key] = items
             return
         if kind == 'int|auto' and value == 'auto':
@@ -292,6 +291,13 @@ class Checker:
                 self.problems += _unknown([key], [k for k in kinds if not (prefixes and k.endswith('_'))],
                                           where or 'top level')
 
+    def network(self, net_opt: Dict[str, Any], where: str) -> None:
+        """Value kinds of a network section by its registered architecture's keywords (unknown keys:
+        :func:`check_network_options`)."""
+        network_cls = registered('ARCH_REGISTRY', net_opt.get('type'))
+        if network_cls is not None:
+            self.signature(net_opt, network_cls.__init__, where, unknown=False)
+
     def signature(self, section: Any, func: Any, where: str, skip: Sequence[str] = ('type',),
                   unknown: bool = True) -> None:
         """Keys of ``section`` against ``func``'s keywords; numbers by the kind of each keyword's default."""
@@ -306,18 +312,6 @@ class Checker:
                 kind = _kind_of_default(params[key].default)
                 if kind:
                     self.value(section, key, kind, where)
-
-
-class _Index(dict):
-    """A list seen as a mapping index -> item, writing coerced items back into the list."""
-
-    def __init__(self, items: list) -> None:
-        super().__init__(enumerate(items))
-        self.items_ = items
-
-    def __setitem__(self, key: int, value: Any) -> None:
-        super().__setitem__(key, value)
-        self.items_[key] = value
 
 
 def _a(kind: str) -> str:
@@ -372,10 +366,8 @@ def check_schema(opt: Dict[str, Any], is_train: bool = True, required: bool = Tr
         check.value(opt['datasets'], ds_name, 'section', 'datasets')
         check.section(ds_opt, DATASET_VALUES, f'datasets.{ds_name}', strict=False)
     for section, net_opt in opt.items():
-        network_cls = registered('ARCH_REGISTRY', net_opt.get('type')) if (
-            str(section).startswith('network_') and isinstance(net_opt, dict)) else None
-        if network_cls is not None:  # unknown keys: check_network_options
-            check.signature(net_opt, network_cls.__init__, section, unknown=False)
+        if str(section).startswith('network_') and isinstance(net_opt, dict):
+            check.network(net_opt, section)
     train = opt.get('train')
     if is_train and isinstance(train, dict):
         _check_train_section(check, opt, train)
