@@ -29,6 +29,10 @@ class ImageReadError(ValueError):
     """An image could not be used; the message names the file and the reason."""
 
 
+class FlatImageError(ImageReadError):
+    """An image is flat between the percentiles of its normalisation (its range would divide by zero)."""
+
+
 class ImageHeader(NamedTuple):
     """What an image file's header says: height, width, channels and the numpy dtype name of its samples."""
 
@@ -160,7 +164,7 @@ def percentile_range(img: np.ndarray, percentiles: Sequence[float], path: str) -
     """Low/high intensity at the given percentiles; raises for flat images (their range would divide by zero)."""
     low, high = (float(v) for v in np.percentile(img, [percentiles[0], percentiles[1]]))
     if not high > low:
-        raise ImageReadError(f'Image {path!r} is flat between the {percentiles[0]}th and {percentiles[1]}th '
+        raise FlatImageError(f'Image {path!r} is flat between the {percentiles[0]}th and {percentiles[1]}th '
                              f'percentiles (value {low}); percentile normalisation would divide by zero.')
     return low, high
 

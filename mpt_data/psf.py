@@ -18,6 +18,8 @@ to sum 1 (see ``docs/guides/synthetic_data.md`` for the physics and the paramete
   phase ``k n dz (1 - cos theta)``, ``sin theta = rho NA / n`` (Gibson and Lanni 1989; Born and Wolf Sec. 8.8).
   Its paraxial limit ``k dz NA^2 rho^2 / (2 n)`` is the ``W rho^2`` above with ``W = dz NA^2 / (2 n lambda)``; the
   two agree at low NA and differ at high NA, where the exact blur is wider (geometric radius ``dz tan theta_max``).
+* ``measured``: a bead image or PSF TIFF (2-D, or a 3-D stack whose planes are defocus levels),
+  :mod:`mpt_data.measured_psf`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ __all__ = ['disk_psf', 'gaussian_psf', 'widefield_psf', 'widefield_geometric_rad
            'make_psf', 'PSF_TYPES']
 
 AIRY_FIRST_ZERO = 0.6098  # first zero of [2 J1(v)/v]^2 at v = 3.8317, in units of lambda / NA (3.8317 / 2 pi)
-PSF_TYPES = ('disk', 'gaussian', 'widefield', 'widefield_physical')
+PSF_TYPES = ('disk', 'gaussian', 'widefield', 'widefield_physical', 'measured')
 
 
 def gaussian_psf(sigma: float, truncate: float = 3.5) -> np.ndarray:
@@ -97,7 +99,7 @@ def widefield_psf(airy_radius: float, defocus_waves: float = 0.0, supersample: i
     return _widefield_psf(float(airy_radius), float(defocus_waves), int(supersample), float(rings), float(sin_alpha))
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=8192)
 def _widefield_psf(airy_radius: float, defocus_waves: float, supersample: int, rings: float,
                    sin_alpha: float) -> np.ndarray:
     if airy_radius <= 0:
@@ -134,7 +136,8 @@ def _widefield_psf(airy_radius: float, defocus_waves: float, supersample: int, r
 def make_psf(kind: str, **params: float) -> np.ndarray:
     """The PSF ``kind`` (``disk``: ``radius``; ``gaussian``: ``sigma``; ``widefield``: ``airy_radius``,
     ``defocus_waves``; ``widefield_physical``: ``na``, ``wavelength_um``, ``pixel_size_um``, ``defocus_um``,
-    ``immersion_index``)."""
+    ``immersion_index``; ``measured``: ``file``, ``plane``, ``background``, ``radius``,
+    :mod:`mpt_data.measured_psf`)."""
     if kind == 'disk':
         return disk_psf(float(params['radius']))
     if kind == 'gaussian':
@@ -145,4 +148,9 @@ def make_psf(kind: str, **params: float) -> np.ndarray:
         return physical_widefield_psf(float(params['na']), float(params['wavelength_um']),
                                       float(params['pixel_size_um']), float(params.get('defocus_um', 0.0)),
                                       float(params.get('immersion_index', 1.0)))
+    if kind == 'measured':
+        from mpt_data.measured_psf import measured_psf
+
+        return measured_psf(str(params['file']), int(params.get('plane', 0)), params.get('background', 'auto'),
+                            params.get('radius'))
     raise ValueError(f'PSF type must be one of {PSF_TYPES}, got {kind!r}.')

@@ -16,7 +16,8 @@ Options (YAML keys of a ``datasets`` entry with ``type: SyntheticDefocusDataset`
   ``disk: {radius}``, ``gaussian: {sigma}``, ``widefield: {airy_radius, defocus_waves}``. Default
   :data:`DEFAULT_PSF`. In a microscopist's units: ``widefield_physical: {na, wavelength_um, pixel_size_um,
   immersion_index, defocus_um: [min, max]}`` (the optics fixed, the defocus drawn; exact defocus phase,
-  :func:`mpt_data.psf.physical_widefield_psf`).
+  :func:`mpt_data.psf.physical_widefield_psf`). A measured PSF: ``measured: {file, plane: [first, last], background,
+  radius}`` (a bead image or PSF TIFF; a 3-D stack's planes are drawn as defocus levels; :mod:`mpt_data.measured_psf`).
 * ``noise``: ``photons: [min, max]`` (log-uniform; ``~`` = no shot noise), ``read_noise: [min, max]``
   (uniform), ``clean_fraction`` (share of noise-free samples). Default :data:`DEFAULT_NOISE`.
 * ``procedural``: ``{images: N, size: S or [H, W], kinds: [nuclei, filaments, puncta, membranes]}`` adds ``N``
@@ -49,7 +50,7 @@ from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
 from mpt_data.file_checks import note_ignored
-from mpt_data.image_io import ImageLoader, is_image_file, read_lmdb_keys, read_meta_info
+from mpt_data.image_io import FlatImageError, ImageLoader, is_image_file, read_lmdb_keys, read_meta_info
 from mpt_data.noise import poisson_gaussian
 from mpt_data.normalization import from_options as normalization_from_options
 from mpt_data.plugin_dataset import PluginDataset
@@ -63,10 +64,13 @@ DEFAULT_PSF: Dict[str, Dict[str, Any]] = {
     'widefield': {'weight': 1.0, 'airy_radius': [1.0, 2.0], 'defocus_waves': [0.0, 1.5]},
 }
 PSF_PARAMS = {'disk': ('radius',), 'gaussian': ('sigma',), 'widefield': ('airy_radius', 'defocus_waves'),
-              'widefield_physical': ('na', 'wavelength_um', 'pixel_size_um', 'immersion_index', 'defocus_um')}
+              'widefield_physical': ('na', 'wavelength_um', 'pixel_size_um', 'immersion_index', 'defocus_um'),
+              'measured': ('file', 'plane', 'background', 'radius')}
 # widefield_physical: the optics are fixed numbers (one objective, camera and dye), the defocus is a range
 OPTICS_DEFAULTS = {'immersion_index': 1.0}
-PSF_GRID = 0.02  # widefield parameters are drawn on this grid (cache of mpt_data.psf.widefield_psf)
+FLAT_CROP_RETRIES = 20  # training crops flat to the percentile map are drawn again this often, then it is an error
+PSF_GRID = 0.05  # widefield parameters are drawn on this grid: their PSFs (~50 ms each) are computed once (cache of
+#                  mpt_data.psf.widefield_psf, 8192 entries: the v2 starter ranges are ~4,600 grid points)
 DEFAULT_NOISE: Dict[str, Any] = {'photons': [100.0, 3000.0], 'read_noise': [0.0, 0.01], 'clean_fraction': 0.2}
 
 
@@ -111,6 +115,9 @@ def parse_psf_options(spec: Optional[Mapping[str, Any]]) -> Dict[str, Dict[str, 
         if kind == 'widefield_physical':
             out[kind] = {'weight': weight, **_optics(params)}
             continue
+        if kind == 'measured':
+            out[kind] = {'weight': weight, **_measured(params)}
+            continue
         ranges = {}
         for name in PSF_PARAMS[kind]:
             default = DEFAULT_PSF[kind][name]
@@ -136,6 +143,25 @@ def _optics(params: Mapping[str, Any]) -> Dict[str, Any]:
         out[name] = float(value)
     out['defocus_um'] = _range(params.get('defocus_um', [0.0, 0.0]), 'psf.widefield_physical.defocus_um')
     make_psf('widefield_physical', **{**out, 'defocus_um': out['defocus_um'][1]})  # na < n and the like
+    return out
+
+
+def _measured(params: Mapping[str, Any]) -> Dict[str, Any]:
+    """``psf.measured``: ``file`` (bead image or PSF TIFF, 2-D or a z-stack), ``plane: [first, last]`` (default all
+    planes, drawn uniformly), ``background`` (``auto``: border median) and ``radius`` (crop cap), read once here so
+    a bad file fails before training."""
+    from mpt_data.measured_psf import load_measured_psf
+
+    if not params.get('file'):
+        raise ValueError('SyntheticDefocusDataset: psf.measured needs file (a bead image or PSF TIFF).')
+    out = {'file': str(params['file']), 'background': params.get('background', 'auto'),
+           'radius': None if params.get('radius') is None else int(params['radius'])}
+    planes = len(load_measured_psf(out['file'], out['background'], out['radius']))
+    low, high = _range(params.get('plane', [0, planes - 1]), 'psf.measured.plane')
+    if high > planes - 1 or low != int(low) or high != int(high):
+        raise ValueError(f'SyntheticDefocusDataset: psf.measured.plane {[low, high]} must be whole plane numbers '
+                         f'within 0..{planes - 1} of {out["file"]!r}.')
+    out['plane'] = (int(low), int(high))
     return out
 
 
@@ -189,6 +215,9 @@ def draw_degradation(psf_opt: Mapping[str, Any], noise_opt: Mapping[str, Any],
     kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
     params: Dict[str, Any] = {'psf': kind}
     for name in PSF_PARAMS[kind]:
+        if kind == 'measured' and name == 'plane':  # a whole plane number of the stack
+            params[name] = int(rng.integers(psf_opt[kind][name][0], psf_opt[kind][name][1] + 1))
+            continue
         if not isinstance(psf_opt[kind][name], tuple):  # a fixed optical parameter
             params[name] = psf_opt[kind][name]
             continue
@@ -316,36 +345,49 @@ class SyntheticDefocusDataset(PluginDataset):
         ``(val_seed, index)`` only."""
         image_index = index % len(self.samples)
         path, key = self.samples[image_index]
+        if self.train:  # a crop flat to the percentile map (dark background, no noise) is drawn again
+            for attempt in range(FLAT_CROP_RETRIES):
+                try:
+                    return self._train_pair(image_index, path, key, index)
+                except FlatImageError:
+                    if attempt == FLAT_CROP_RETRIES - 1:
+                        raise
         sharp = self._sharp(image_index)
-        if self.train:
-            rng = np.random.default_rng(np.random.randint(0, 2**31 - 1))
-            params = draw_degradation(self.psf_opt, self.noise_opt, rng)
-            psf = psf_of(params)
-            margin = psf.shape[0] // 2
-            size = int(self.opt['gt_size']) + 2 * margin
-            pad_h, pad_w = max(0, size - sharp.shape[0]), max(0, size - sharp.shape[1])
-            if pad_h or pad_w:  # reflect-pad small images up to one crop
-                sharp = cv2.copyMakeBorder(sharp, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101).reshape(
-                    sharp.shape[0] + pad_h, sharp.shape[1] + pad_w, -1)
-            crop_opt = dict(self.opt, gt_size=size)
-            sharp = train_augment([sharp], crop_opt, repr(self._label(path, key)))[0]
-            lq = degrade(sharp, psf, params, rng)
-            gt = sharp
-            if margin:
-                lq, gt = lq[margin:-margin, margin:-margin], gt[margin:-margin, margin:-margin]
-        else:
-            rng = np.random.default_rng([self.val_seed, index])
-            params = draw_degradation(self.psf_opt, self.noise_opt, rng)
-            psf = psf_of(params)
-            if self.val_crop:
-                c = int(self.val_crop)
-                top, left = max(0, (sharp.shape[0] - c) // 2), max(0, (sharp.shape[1] - c) // 2)
-                sharp = np.ascontiguousarray(sharp[top:top + c, left:left + c])
-            gt = sharp
-            lq = degrade(sharp, psf, params, rng)
+        rng = np.random.default_rng([self.val_seed, index])
+        params = draw_degradation(self.psf_opt, self.noise_opt, rng)
+        psf = psf_of(params)
+        if self.val_crop:
+            c = int(self.val_crop)
+            top, left = max(0, (sharp.shape[0] - c) // 2), max(0, (sharp.shape[1] - c) // 2)
+            sharp = np.ascontiguousarray(sharp[top:top + c, left:left + c])
+        lq = degrade(sharp, psf, params, rng)
+        return self._normalised(lq, sharp, psf, params, path, index)
+
+    def _normalised(self, lq: np.ndarray, gt: np.ndarray, psf: np.ndarray, params: Dict[str, Any], path: str,
+                    index: int) -> SyntheticPair:
         name = f'{osp.splitext(osp.basename(str(path)))[0]}_s{index}_{params["psf"]}'
         imap = self.norm.map_for(lq, name)
         return SyntheticPair(imap.forward(lq), imap.forward(gt), psf, params, name)
+
+    def _train_pair(self, image_index: int, path: str, key: str, index: int) -> SyntheticPair:
+        """A random training crop of image ``image_index``, degraded (global generators)."""
+        sharp = self._sharp(image_index)
+        rng = np.random.default_rng(np.random.randint(0, 2**31 - 1))
+        params = draw_degradation(self.psf_opt, self.noise_opt, rng)
+        psf = psf_of(params)
+        margin = psf.shape[0] // 2
+        size = int(self.opt['gt_size']) + 2 * margin
+        pad_h, pad_w = max(0, size - sharp.shape[0]), max(0, size - sharp.shape[1])
+        if pad_h or pad_w:  # reflect-pad small images up to one crop
+            sharp = cv2.copyMakeBorder(sharp, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101).reshape(
+                sharp.shape[0] + pad_h, sharp.shape[1] + pad_w, -1)
+        crop_opt = dict(self.opt, gt_size=size)
+        sharp = train_augment([sharp], crop_opt, repr(self._label(path, key)))[0]
+        lq = degrade(sharp, psf, params, rng)
+        gt = sharp
+        if margin:
+            lq, gt = lq[margin:-margin, margin:-margin], gt[margin:-margin, margin:-margin]
+        return self._normalised(lq, gt, psf, params, path, index)
 
     def __getitem__(self, index: int) -> dict:
         sample = self.pair(index)
