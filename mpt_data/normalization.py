@@ -20,7 +20,7 @@ Modes (dataset option ``normalize``; ``norm_percentiles``, ``norm_max``):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -48,13 +48,18 @@ class IntensityMap:
         out = (img.astype(np.float32) - np.float32(self.low)) / np.float32(self.scale)
         return np.clip(out, 0.0, 1.0) if self.clip else out
 
-    def inverse(self, out: np.ndarray, dtype: np.dtype) -> np.ndarray:
-        """Network output -> raw units as ``dtype`` (integers: rounded and clipped to the dtype's range)."""
+    def inverse(self, out: np.ndarray, dtype: np.dtype, clipped: Optional[Dict[str, int]] = None) -> np.ndarray:
+        """Network output -> raw units as ``dtype`` (integers: rounded and clipped to the dtype's range; the values
+        clipped below and above are added to ``clipped['low']`` / ``clipped['high']`` when given)."""
         raw = out.astype(np.float32) * np.float32(self.scale) + np.float32(self.low)
         dtype = np.dtype(dtype)
         if dtype.kind in 'ui':
             info = np.iinfo(dtype)
-            return np.clip(np.round(raw), info.min, info.max).astype(dtype)
+            rounded = np.round(raw)
+            if clipped is not None:
+                clipped['low'] = clipped.get('low', 0) + int(np.count_nonzero(rounded < info.min))
+                clipped['high'] = clipped.get('high', 0) + int(np.count_nonzero(rounded > info.max))
+            return np.clip(rounded, info.min, info.max).astype(dtype)
         return raw.astype(dtype)
 
 

@@ -22,6 +22,9 @@ Reference: ``docs/guides/deblurring.md``. In short:
   non-finite weights or outputs are errors; a failing file does not stop the batch.
 * existing outputs are skipped (named, counted in the summary) unless ``--overwrite``: rerunning the command
   after an interruption finishes the folder.
+* 16-bit and 8-bit outputs are rounded and clipped to their dtype (a network may undershoot 0 next to bright
+  structures); the clipped values are counted per file on stderr. ``--clip none`` writes float32 TIFFs instead,
+  unclipped, in the input's units.
 * exit codes: 0 every file written or skipped; 1 a setup error or at least one file failed (listed at the end);
   2 bad arguments or option-file problems (refused before any work, no traceback).
 """
@@ -34,7 +37,7 @@ import sys
 import time
 from typing import List, Optional, Sequence, Tuple
 
-from mpt_deploy.inference import CHANNEL_POLICIES
+from mpt_deploy.inference import CHANNEL_POLICIES, CLIP_POLICIES
 from mpt_deploy.model_loading import add_network_arguments
 
 
@@ -80,7 +83,18 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         'per-channel, replicate (gray into an RGB net), strict')
     parser.add_argument('--starter', default='auto', choices=['auto', 'gray', 'rgb'],
                         help='starter model when no -w is given: auto (per image: gray for one channel, rgb for RGB)')
-    parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    parser.add_argument('--clip', default='dtype', choices=CLIP_POLICIES,
+                        help='dtype: integer outputs are rounded and clipped to their dtype (e.g. negative values '
+                        'to 0 in 16-bit; counts are reported per file); none: write float32 TIFFs in the input\'s '
+                        'units, unclipped (TIFF inputs only)')
+    parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'],
+                        help='auto: CUDA when PyTorch sees a GPU, else the CPU')
+    parser.add_argument('--amp', default='none', choices=['none', 'bf16', 'fp16'],
+                        help='run the network under torch.autocast in this precision (GPUs; on a CPU without bf16 '
+                        'units it is slower)')
+    parser.add_argument('--compile', action='store_true',
+                        help='compile the network with torch.compile before the first image (a GPU option; the first '
+                        'tile of each size pays the compilation)')
     parser.add_argument('--tile', type=int, default=512, help='tile size in pixels; 0 = whole image at once')
     parser.add_argument('--overlap', type=int, default=32, help='blending width between tiles')
     parser.add_argument('--context', type=int, default=32, help='discarded margin at inner tile edges')
@@ -130,12 +144,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from mpt_common.malloc_reuse import keep_freed_memory
 
     keep_freed_memory()  # reuse freed tensor memory instead of paging it in again (MPT_KEEP_FREED_MEMORY=0: off)
+    import numpy as np
     import torch
     from tqdm import tqdm
 
     from mpt_common.option_checks import OptionError
     from mpt_common.option_file import OptionFileError, UnsafeOptionError
-    from mpt_deploy.inference import deblur_image, network_inputs
+    from mpt_deploy.inference import DeblurError, deblur_image, network_inputs
     from mpt_deploy.model_loading import inference_normalization, load_weights, network_in_chans
     from mpt_deploy.safe_output import write_output
     from mpt_deploy.stacks import colour_axis, read_image_file, write_image_file
@@ -143,6 +158,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from mpt_deploy.tiling import count_tiles
 
     option_errors = (OptionError, OptionFileError, UnsafeOptionError)
+    if args.device == 'auto':
+        args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
     if args.device == 'cuda' and not torch.cuda.is_available():
         return _error('--device cuda requested but CUDA is not available.')
     try:
@@ -169,6 +186,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             continue
         try:
             image = read_image_file(path, args.axes)
+            if args.clip == 'none' and not image.is_tiff:
+                raise DeblurError(f'{path!r}: --clip none writes float32, which only TIFF holds; convert it to TIFF '
+                                  'or keep --clip dtype.')
             if starters is not None:
                 colour = colour_axis(image.axes, image.data.shape, None)
                 channels = image.data.shape[image.axes.index(colour)] if colour else 1
@@ -176,14 +196,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     channels, path, None if args.starter == 'auto' else args.starter)
                 print(f'mpt-deblur: {path}: starter model {model.kind} ({os.path.basename(model.weights)})',
                       file=sys.stderr)
+            if args.compile and getattr(net, '_compiled_call_impl', None) is None:
+                net.compile()  # in place: the same module, its calls compiled
             in_chans = network_in_chans(network_opt)
             h, w = image.data.shape[image.axes.index('Y')], image.data.shape[image.axes.index('X')]
             total = count_tiles(h, w, args.tile, args.overlap, args.context) * network_inputs(
                 image, in_chans, args.channels)
             with tqdm(total=total, desc=os.path.basename(path), unit='tile', file=sys.stderr) as bar:
-                out = deblur_image(net, image, norm, in_chans, args.channels, args.tile, args.overlap, args.context,
-                                   args.device, progress=bar.update)
+                clipped: dict = {}
+                amp = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(args.amp)
+                with torch.autocast(args.device, dtype=amp or torch.bfloat16, enabled=amp is not None):
+                    out = deblur_image(net, image, norm, in_chans, args.channels, args.tile, args.overlap, args.context,
+                                       args.device, progress=bar.update, clip=args.clip, clipped=clipped)
             write_output(out_path, lambda tmp: write_image_file(tmp, image, out))  # noqa: B023 - called at once
+            if clipped.get('low') or clipped.get('high'):
+                info = np.iinfo(out.dtype)
+                share = 100.0 * (clipped['low'] + clipped['high']) / out.size
+                print(f'mpt-deblur: {path}: {clipped["low"]} value(s) clipped to {info.min}, {clipped["high"]} to '
+                      f'{info.max} ({share:.3g} % of the output; --clip none keeps them in a float32 TIFF)',
+                      file=sys.stderr)
         except Exception as err:  # one bad file must not stop the batch; reported below
             failures.append((path, f'{type(err).__name__}: {err}'))
             print(f'mpt-deblur: failed: {path}: {err}', file=sys.stderr)

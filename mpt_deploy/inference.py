@@ -9,11 +9,12 @@ a plane's colour channels meet the network's input channels (``--channels``). ``
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
 CHANNEL_POLICIES = ('auto', 'per-channel', 'replicate', 'strict')
+CLIP_POLICIES = ('dtype', 'none')  # integer outputs clipped to the dtype's range; or float32, unclipped
 
 
 class DeblurError(ValueError):
@@ -56,15 +57,21 @@ def network_inputs(image, in_chans: Optional[int], policy: str = 'auto') -> int:
 
 def deblur_plane(net, plane: np.ndarray, path: str, norm, in_chans: Optional[int] = None, policy: str = 'auto',
                  tile: int = 512, overlap: int = 32, context: int = 32, device: str = 'cpu',
-                 progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+                 progress: Optional[Callable[[int], None]] = None, clip: str = 'dtype',
+                 clipped: Optional[Dict[str, int]] = None) -> np.ndarray:
     """Deblur one ``H x W x C`` plane (alpha, the 4th of 4 channels, passed through); same shape and dtype out.
 
     Each network input gets the map ``norm`` computes from it alone; the output is mapped back by its inverse.
+    ``clip`` (:data:`CLIP_POLICIES`): ``dtype`` rounds integer outputs and clips them to the dtype's range (the
+    clipped values are counted in ``clipped``); ``none`` returns float32 in the input's units, unclipped.
     """
     import torch
 
     from mpt_deploy.tiling import tiled_forward
 
+    if clip not in CLIP_POLICIES:
+        raise DeblurError(f'clip must be one of {CLIP_POLICIES}, got {clip!r}.')
+    out_dtype = np.dtype(np.float32) if clip == 'none' else plane.dtype
     colour, alpha = (plane[:, :, :3], plane[:, :, 3:]) if plane.shape[2] == 4 else (plane, None)
     groups, merge = channel_groups(colour, in_chans, policy, path)
     outs = []
@@ -75,23 +82,25 @@ def deblur_plane(net, plane: np.ndarray, path: str, norm, in_chans: Optional[int
                                progress=progress)[0].numpy().transpose(1, 2, 0)
         if not np.isfinite(result).all():
             raise DeblurError(f'{path!r}: the network produced NaN or infinite values; nothing was written.')
-        outs.append(imap.inverse(result, plane.dtype))
-    out = merge(outs).astype(plane.dtype)
+        outs.append(imap.inverse(result, out_dtype, clipped))
+    out = merge(outs).astype(out_dtype)
     if out.shape != colour.shape:
         raise DeblurError(f'{path!r}: the network returned {out.shape[2]} channel(s) for {colour.shape[2]}.')
-    return np.concatenate([out, alpha], axis=2) if alpha is not None else out
+    return np.concatenate([out, alpha.astype(out_dtype)], axis=2) if alpha is not None else out
 
 
 def deblur_image(net, image, norm, in_chans: Optional[int] = None, policy: str = 'auto', tile: int = 512,
                  overlap: int = 32, context: int = 32, device: str = 'cpu',
-                 progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
-    """Deblur every plane of an :class:`~mpt_deploy.stacks.ImageFile`; returns data of the same shape and dtype."""
+                 progress: Optional[Callable[[int], None]] = None, clip: str = 'dtype',
+                 clipped: Optional[Dict[str, int]] = None) -> np.ndarray:
+    """Deblur every plane of an :class:`~mpt_deploy.stacks.ImageFile`; returns data of the same shape and dtype
+    (float32 with ``clip='none'``); see :func:`deblur_plane`."""
     from mpt_deploy.stacks import colour_axis, from_planes, planes
 
     colour = colour_axis(image.axes, image.data.shape, in_chans)
     flat, layout = planes(image.data, image.axes, colour)
-    out = np.empty_like(flat)
+    out = np.empty(flat.shape, np.float32 if clip == 'none' else flat.dtype)
     for i in range(flat.shape[0]):
         out[i] = deblur_plane(net, flat[i], image.path, norm, in_chans, policy, tile, overlap, context, device,
-                              progress)
+                              progress, clip, clipped)
     return from_planes(out, layout)

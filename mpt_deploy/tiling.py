@@ -59,7 +59,7 @@ def tiled_forward(net: Callable[[torch.Tensor], torch.Tensor], image: torch.Tens
     _, _, height, width = image.shape
     if tile <= 0 or (tile >= height and tile >= width):
         with torch.no_grad():
-            out = net(image.to(device)).cpu()
+            out = net(image.to(device)).to('cpu', torch.float32)  # float32 also under autocast
         if progress:
             progress(1)
         return out
