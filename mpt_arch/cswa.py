@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Optional
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -200,7 +201,9 @@ class CrossScaleWindowAttention(nn.Module):
         proj_t = self.proj.weight.t()
         for chunk in layout.chunks(group_size(lq * c * 4)):
             n = chunk.n_regions
-            mask = tiled.expand(n, -1, -1, -1) if chunk.border_mask is None else tiled + chunk.border_mask
+            # the mask in the attention inputs' dtype (SDPA's fused CUDA kernels refuse a float32 mask with bf16/fp16)
+            mask = (tiled.expand(n, -1, -1, -1) if chunk.border_mask is None else
+                    tiled + chunk.border_mask.to(tiled.dtype))
             for i in range(b):
                 qc = q[i].index_select(0, chunk.q_src).view(n, lq, heads, d).transpose(1, 2)
                 kvc = kv[i].index_select(0, chunk.k_src).view(n, lk, 2, heads, d)
@@ -246,3 +249,21 @@ class CrossScaleWindowAttention(nn.Module):
             self.last_map_size = tuple(map_size)
         out = torch.stack(outs, 2) if len(outs) > 1 else outs[0].unsqueeze(2)
         return out.transpose(1, 2)  # memory (B*nR, Lq, heads, d): the merge below is a view
+
+
+@contextlib.contextmanager
+def record_attention(model: nn.Module) -> Iterator[List[Tuple[str, CrossScaleWindowAttention]]]:
+    """Within the block every CSWA layer of ``model`` computes its attention explicitly and keeps it (the analysis
+    hook, ``keep_attention``); yields ``(name, layer)`` pairs. The previous settings come back on exit and the kept
+    weights are freed."""
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, CrossScaleWindowAttention)]
+    previous = [m.keep_attention for _, m in layers]
+    try:
+        for _, m in layers:
+            m.keep_attention = True
+        yield layers
+    finally:
+        for (_, m), keep in zip(layers, previous):
+            m.keep_attention = keep
+            m.last_attention = None
+

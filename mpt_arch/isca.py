@@ -83,10 +83,19 @@ class IntraScaleChannelAttention(nn.Module):
             res = None if residual is None else residual.reshape(b, h * w, c)
             return _OneHeadProduct.apply(qkv, res, self, self.temperature, self.proj.weight).view(x.shape)
         q, k, v = qkv.split(c, dim=-1)  # split (not slicing): its backward concatenates instead of zero-filling
-        d = c // self.heads  # per-head strided views (split, whose backward concatenates) go to bmm without copies
+        if q.dtype == torch.float16:  # q^T k and the norms sum over all H x W pixels: fp16 overflows at 256^2
+            with torch.autocast(x.device.type, enabled=False):
+                mixing = self._products(q.float(), k.float()).to(v.dtype)  # M itself is bounded (softmax, W_p)
+        else:
+            mixing = self._products(q, k)
+        return self._mixed(v, mixing, residual, x.shape)
+
+    def _products(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """:meth:`_mixing` of ``q``, ``k`` ``(B, HW, C)``: the per-head products ``q_h^T k_h`` and squared norms."""
+        d = self.dim // self.heads  # per-head strided views (split, whose backward concatenates) go to bmm
         gram = torch.stack([torch.bmm(qh.transpose(1, 2), kh) for qh, kh in zip(q.split(d, -1), k.split(d, -1))], 1)
         # spatial squared L2 norms; square().sum() is ~2x faster than vector_norm over this strided axis on CPU
-        return self._mixed(v, self._mixing(gram, q.square().sum(1), k.square().sum(1)), residual, x.shape)
+        return self._mixing(gram, q.square().sum(1), k.square().sum(1))
 
     def _mixing(self, gram: torch.Tensor, sq_q: torch.Tensor, sq_k: torch.Tensor) -> torch.Tensor:
         """Eq. (2) from the per-head products ``gram = q_h^T k_h`` ``(B, heads, d, d)`` and the squared spatial

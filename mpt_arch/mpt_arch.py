@@ -72,6 +72,9 @@ class MPT(nn.Module):
             unclamped CSWA ``temperature`` (instead of ``logit_scale``) and the FEFN shortcut from the ISCA branch
             (docs/guides/authors_weights.md, differences 1-6). Only with the paper's branch, FFN and
             down-sampling choices.
+        use_checkpoint: recompute each sub-block's activations in the backward pass instead of keeping them
+            (``torch.utils.checkpoint``, as BasicSR's SwinIR): about one sub-block's activations per level are kept
+            instead of all; same function and gradients, one extra forward per step. Training memory only.
 
     Any ``H x W`` is accepted: the input is reflection-padded to a multiple of ``2^(L-1)`` (needed by the pixel
     unshuffles) and the output cropped back; each CSWA pads to whole windows internally and masks the padding.
@@ -95,6 +98,7 @@ class MPT(nn.Module):
         npconv: bool = True,
         shift_windows: bool = True,
         compat: Optional[str] = None,
+        use_checkpoint: bool = False,
     ) -> None:
         super().__init__()
         if compat not in (None, 'authors'):
@@ -137,8 +141,11 @@ class MPT(nn.Module):
             self.pad_multiple = max([self.pad_multiple] + [
                 2**lvl * authors_multiple(scale_ratio(v), window_size) for lvl, s in enumerate(scales) for v in s])
 
+        use_checkpoint = check_flag('use_checkpoint', use_checkpoint)
+
         def block(lvl: int) -> PyramidBlock:
-            return PyramidBlock(dim * 2**lvl, heads[lvl], scales[lvl], window_size, ffn_expansion, **variants)
+            return PyramidBlock(dim * 2**lvl, heads[lvl], scales[lvl], window_size, ffn_expansion,
+                                use_checkpoint=use_checkpoint, **variants)
 
         self.conv_in = nn.Conv2d(in_chans, dim, 3, padding=1, bias=False)
         self.encoders = nn.ModuleList(block(lvl) for lvl in range(levels - 1))

@@ -6,6 +6,7 @@ from typing import Callable, Dict, Optional, Sequence
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .ablation import FFN_VARIANTS, FFNVariant, branch_slots, check_choice, check_flag
 from .cswa import CrossScaleWindowAttention
@@ -87,14 +88,15 @@ class PyramidSubBlock(nn.Module):
 class PyramidBlock(nn.Module):
     """Stack of sub-blocks with coarse-to-fine scales; sub-blocks 2, 4, 6, ... use shifted windows (none with
     ``shift_windows=False``, Table 9 V_w/o sw). ``variants`` (attention, ffn, downsample, npconv) go to every
-    sub-block."""
+    sub-block; ``use_checkpoint`` recomputes each sub-block in the backward pass (activation checkpointing)."""
 
     def __init__(
         self, dim: int, heads: int, scales: Sequence[float], window_size: int, ffn_expansion: float,
-        shift_windows: bool = True, **variants,
+        shift_windows: bool = True, use_checkpoint: bool = False, **variants,
     ) -> None:
         super().__init__()
         check_flag('shift_windows', shift_windows)
+        self.use_checkpoint = check_flag('use_checkpoint', use_checkpoint)
         self.blocks = nn.ModuleList(
             PyramidSubBlock(dim, heads, s, window_size, shifted=shift_windows and j % 2 == 1,
                             ffn_expansion=ffn_expansion, **variants)
@@ -102,6 +104,7 @@ class PyramidBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        checkpointed = self.use_checkpoint and torch.is_grad_enabled()
         for block in self.blocks:
-            x = block(x)
+            x = checkpoint(block, x, use_reentrant=False) if checkpointed else block(x)
         return x

@@ -8,6 +8,7 @@ the same per pixel as evaluating the whole map at once.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Iterator
 
 import torch
@@ -19,9 +20,12 @@ faster than 4 MiB (fewer operators per forward; 8-32 MiB are alike, 0.5 MiB is 6
 
 
 def use_strips(t: torch.Tensor) -> bool:
-    """True for inference (no gradient recorded) without autocast: the strip paths write into buffers of the input's
-    dtype, which autocast's casts would not match (they then take the whole-map path)."""
-    return not torch.is_grad_enabled() and not torch.is_autocast_enabled(t.device.type)
+    """The one choice of the evaluation path: row strips for float32 inference on the CPU (no gradient recorded, no
+    autocast), where they keep intermediates in cache; the whole-map path (the training math without autograd) on
+    CUDA, where one large kernel beats many small ones, under autocast (whose casts the strips' buffers of the
+    input's dtype would not match) and for half-precision weights."""
+    return (t.device.type == 'cpu' and t.dtype == torch.float32 and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled(t.device.type))
 
 
 def strips(height: int, width: int, channels: int, budget: int | None = None) -> Iterator[tuple[int, int]]:
@@ -62,6 +66,17 @@ this off for its FLOP count): ``depthwise_rows(..., gelu=True)`` as one oneDNN c
 float32 (about 1.1 instead of 1.9 ms per 80-row strip of 104 channels), and FEFN's output projection as an in-place
 ``addmm_`` onto its shortcut rows (no copy of them)."""
 _fused_available = True
+
+
+@contextlib.contextmanager
+def countable_kernels() -> Iterator[None]:
+    """Within the block, inference uses only ops ``FlopCounterMode`` counts (no fused conv + GELU, no ``addmm_``)."""
+    global FUSED_KERNELS
+    previous, FUSED_KERNELS = FUSED_KERNELS, False
+    try:
+        yield
+    finally:
+        FUSED_KERNELS = previous
 
 
 def _conv_gelu(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:

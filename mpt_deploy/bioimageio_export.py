@@ -16,7 +16,6 @@ inputs give a byte-identical zip. Needs the ``bioimageio`` extra (``pip install 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import tempfile
@@ -143,22 +142,6 @@ def _check_paths(weights: str, output: str, inputs: Sequence[Optional[str]], ove
         raise ExportError(f'Output {output!r} exists; remove it or pass --overwrite.')
 
 
-@contextlib.contextmanager
-def _plain_autograd_ops():
-    """MPT layers without their hand-written autograd functions (same forward; the tracer cannot save them)."""
-    from mpt_arch import head_norm, isca, layer_norm, linear_add, token_gather
-
-    modules = (head_norm, isca, layer_norm, linear_add, token_gather)
-    saved = [m.custom_backward for m in modules]
-    try:
-        for m in modules:
-            m.custom_backward = lambda t: False
-        yield
-    finally:
-        for m, fn in zip(modules, saved):
-            m.custom_backward = fn
-
-
 def _trace(net, channels: int, tile: int):
     """The network traced at ``1 x channels x tile x tile`` (tracing bakes in the sizes).
 
@@ -167,8 +150,10 @@ def _trace(net, channels: int, tile: int):
     """
     import torch
 
+    from mpt_arch.custom_backward import plain_autograd
+
     example = torch.rand(1, channels, tile, tile, generator=torch.Generator().manual_seed(0))
-    with warnings.catch_warnings(), _plain_autograd_ops(), torch.enable_grad():
+    with warnings.catch_warnings(), plain_autograd(), torch.enable_grad():
         warnings.simplefilter('ignore')
         return torch.jit.trace(net, example, check_trace=False)
 

@@ -96,7 +96,7 @@ def test_folder_is_self_contained_for_drop_in():
     import ast
 
     folder = REPO / 'mpt_arch'
-    allowed = {'torch', 'einops', 'math', 'typing', 'dataclasses', '__future__'}
+    allowed = {'torch', 'einops', 'math', 'typing', 'dataclasses', 'contextlib', 'contextvars', '__future__'}
     if folder.parent.name == 'mutants':  # a mutation run's copy (tools/mutation_test.py): mutmut's trampolines
         allowed.add('mutmut')
     for path in folder.glob('*.py'):
