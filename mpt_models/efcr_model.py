@@ -85,10 +85,23 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
 
     # the option facts of this model, read by the start-up checks through MODEL_REGISTRY
     TRAIN_KEYS = {'efcr_opt': 'section?', 'efcr_mode': 'str', 'efcr_reblur': 'section?', 'log_grad_norm_freq': 'int?',
-                  'nonfinite_patience': 'int', 'amp': 'any'}  # beyond SRModel's train keys, with their value kinds
+                  'nonfinite_patience': 'int', 'amp': 'any', 'compile': 'any'}  # beyond SRModel's, with value kinds
+    COMPILE_KEYS = ('mode', 'dynamic', 'fullgraph', 'backend')  # train.compile: true or these torch.compile options
     AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
     REBLUR_KEYS = ('kernel_sizes', 'sigma', 'seed')  # train.efcr_reblur
     EFCR_MODES = EFCR_MODES
+
+    def compile_network(self, spec) -> None:
+        """``train.compile``: ``true`` or a mapping of :data:`COMPILE_KEYS` compiles ``net_g`` in place with
+        ``torch.compile`` (``nn.Module.compile``: parameter names and checkpoints unchanged). The hand-written
+        backward functions step aside while the compiler traces (:mod:`mpt_arch.custom_backward`)."""
+        if spec in (False, None, 'false'):
+            return
+        kwargs = {} if spec is True or spec == 'true' else spec
+        if not isinstance(kwargs, dict) or set(kwargs) - set(self.COMPILE_KEYS):
+            raise ValueError(f'train.compile must be true, false or a mapping of {list(self.COMPILE_KEYS)}, '
+                             f'got {spec!r}.')
+        self.get_bare_model(self.net_g).compile(**kwargs)
 
     def init_training_settings(self) -> None:
         train_opt = self.opt['train']
@@ -108,6 +121,7 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
             raise ValueError(f"train.amp must be bf16, fp16 or false, got {amp!r}")
         self.amp_dtype = self.AMP_DTYPES.get(amp)
         self.scaler = torch.amp.GradScaler(self.device.type) if amp == 'fp16' else None
+        self.compile_network(train_opt.get('compile', False))
         self.cri_efcr = None
         self.efcr_mode: Optional[EFCRMode] = None
         self.efcr_mode_name: Optional[str] = None
