@@ -7,6 +7,8 @@ from setuptools.command.build_py import build_py
 
 # bioimage.io export (mpt-export-bioimageio); bioimageio.spec 0.5.12.0 (pinned by core 0.11.0) fails with pydantic 2.14
 BIOIMAGEIO = ['bioimageio.core==0.11.0', 'pydantic==2.13.5', 'pydantic-core==2.46.5']
+# napari plugin (mpt_deploy/napari_plugin): the viewer, its widget toolkit and a Qt binding
+NAPARI = ['napari>=0.5', 'magicgui', 'npe2', 'PyQt5']
 
 PACKAGES = ('mpt_common', 'mpt_arch', 'mpt_losses', 'mpt_data', 'mpt_models', 'mpt_metrics', 'mpt_plugin', 'mpt_deploy')
 
@@ -55,12 +57,15 @@ setup(
     ],
     # the shipped starter models (weights, option file, reference output, model card; tools/train_starter_models.py)
     package_data={'mpt_deploy': ['starter_models/*.pth', 'starter_models/*.yml', 'starter_models/*.json',
-                                 'starter_models/*.md']},
-    extras_require={'test': ['pytest', 'ruff', *BIOIMAGEIO], 'bioimageio': BIOIMAGEIO,
-                    'mutation': ['mutmut==3.8.1', 'pytest']},  # tools/mutation_test.py
+                                 'starter_models/*.md'],
+                  'mpt_deploy.napari_plugin': ['napari.yaml']},
+    # test: pytest-xvfb runs the napari tests in a virtual display (Xvfb); mutation: tools/mutation_test.py
+    extras_require={'test': ['pytest', 'pytest-qt', 'pytest-xvfb', 'ruff', *BIOIMAGEIO], 'bioimageio': BIOIMAGEIO,
+                    'napari': NAPARI, 'mutation': ['mutmut==3.8.1', 'pytest']},
     cmdclass={'build_py': BuildPyWithAutoload},
     entry_points={'console_scripts': ['mpt-train = mpt_plugin.cli:train_main', 'mpt-test = mpt_plugin.cli:test_main',
                                       'mpt-deblur = mpt_deploy.deblur:main',
                                       'mpt-finetune = mpt_plugin.finetune:main',
-                                      'mpt-export-bioimageio = mpt_deploy.bioimageio_export:main']},
+                                      'mpt-export-bioimageio = mpt_deploy.bioimageio_export:main'],
+                  'napari.manifest': ['mpt-basicsr = mpt_deploy.napari_plugin:napari.yaml']},
 )
