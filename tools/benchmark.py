@@ -16,6 +16,11 @@ allocated), on CUDA ``torch.cuda.max_memory_allocated``.
     python -m tools.benchmark --sizes 256 520x696 --models mpt --json bench.json
     python -m tools.benchmark --quick                          # smoke run (32x32, one repeat)
     python -m tools.benchmark --models mpt mpt-authors --authors-net ../shared/reference/authors_mpt --sizes 256
+    python -m tools.benchmark --models mpt --variants fp32 bf16 bf16+compile    # precision / compiler rows
+
+``--variants``: ``fp32`` (eager), ``bf16`` / ``fp16`` (``torch.autocast`` around forward and loss), ``+compile``
+(``nn.Module.compile`` before the warm-up runs, so compilation is not timed). Variant rows are also printed as
+ratios to the same model's ``fp32`` row of the run.
 
 ``--authors-net PATH`` (a folder holding the authors' ``MPT.py``, or their repository clone with ``models/MPT.py``)
 adds their network (paper configuration) as a row of the same run and prints every figure of the other rows as a
@@ -46,8 +51,10 @@ MODEL_NOTES = {
     'swinir': 'basicsr SwinIR(' + ', '.join(f'{k}={v!r}' for k, v in SWINIR_CONFIG.items()) + ')',
     'mpt-authors': "MPT(compat='authors'): the authors' function (raster pairing etc.), paper configuration",
     'authors': "the authors' MPT() from --authors-net (their MPT.py, paper configuration)",
+    'mpt-tiny': 'MPT of mpt_plugin.smoke.TINY_MPT (dim 8): smoke runs only',
 }
-MODELS = ('mpt', 'swinir', 'mpt-authors', 'authors')
+MODELS = ('mpt', 'swinir', 'mpt-authors', 'authors', 'mpt-tiny')
+VARIANTS = ('fp32', 'bf16', 'fp16', 'fp32+compile', 'bf16+compile', 'fp16+compile')
 
 
 def authors_mpt_file(path: str) -> str:
@@ -94,6 +101,11 @@ def build_model(name: str, in_chans: int = 3, authors_net: str | None = None):
         import mpt_arch
 
         return mpt_arch.MPT(in_chans=in_chans)
+    if name == 'mpt-tiny':  # smoke runs of the benchmark's code paths (tools/gpu_check.py --quick)
+        import mpt_arch
+        from mpt_plugin.smoke import TINY_MPT
+
+        return mpt_arch.MPT(**{**{k: v for k, v in TINY_MPT.items() if k != 'type'}, 'in_chans': in_chans})
     if name == 'mpt-authors':
         import mpt_arch
 
@@ -140,20 +152,25 @@ def worker(task: dict) -> dict:
     device = task['device']
     model = build_model(task['model'], authors_net=task.get('authors_net')).to(device)
     result = {'params': sum(p.numel() for p in model.parameters())}
+    variant = task.get('variant', 'fp32')
+    amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(variant.split('+')[0])
+    if variant.endswith('+compile'):
+        model.compile()
+
+    def autocast():
+        return torch.autocast(device, dtype=amp_dtype, enabled=amp_dtype is not None)
+
     h, w = task['size']
     if task['kind'] == 'flops':
         from torch.utils.flop_counter import FlopCounterMode
 
+        from mpt_arch.cswa import record_attention
+        from mpt_arch.row_strips import countable_kernels
+
         x = torch.rand(1, 3, h, w, device=device)
         counter = FlopCounterMode(display=False)
-        for module in model.modules():  # MPT's CSWA: explicit (countable) matmuls instead of the fused kernel
-            if hasattr(module, 'keep_attention'):
-                module.keep_attention = True
-        if task['model'].startswith('mpt'):  # only ops FlopCounterMode counts (no fused conv + GELU, no addmm_)
-            import mpt_arch.row_strips
-
-            mpt_arch.row_strips.FUSED_KERNELS = False
-        with torch.no_grad(), counter:
+        # MPT's CSWA: explicit (countable) matmuls instead of the fused kernel; only ops FlopCounterMode counts
+        with torch.no_grad(), record_attention(model), countable_kernels(), counter:
             model(x)
         result['gflops'] = counter.get_total_flops() / 1e9
         return result
@@ -164,7 +181,7 @@ def worker(task: dict) -> dict:
         if device == 'cuda':
             torch.cuda.reset_peak_memory_stats()
         rss0 = _peak_rss_mb()
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast():
             for i in range(task['warmup'] + task['repeats']):
                 _sync(device)
                 t0, c0 = time.perf_counter(), time.process_time()
@@ -186,7 +203,8 @@ def worker(task: dict) -> dict:
             _sync(device)
             t0, c0 = time.perf_counter(), time.process_time()
             opt.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.l1_loss(model(x), y)
+            with autocast():
+                loss = torch.nn.functional.l1_loss(model(x).float(), y)
             loss.backward()
             opt.step()
             _sync(device)
@@ -216,7 +234,7 @@ def run_task(task: dict) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--models', nargs='+', default=['mpt', 'swinir'], choices=list(MODELS[:3]))
+    parser.add_argument('--models', nargs='+', default=['mpt', 'swinir'], choices=[m for m in MODELS if m != 'authors'])
     parser.add_argument('--authors-net', metavar='PATH',
                         help="folder with the authors' MPT.py (or their clone): adds their network as the reference "
                              'row and prints the other rows as ratios to it')
@@ -233,6 +251,8 @@ def main(argv=None) -> int:
                         help="leave glibc's malloc as it is (by default it keeps freed memory for reuse, as the "
                              "plugin's entry points do: mpt_common.malloc_reuse)")
     parser.add_argument('--no-flops', action='store_true', help='skip the FLOP count')
+    parser.add_argument('--variants', nargs='+', default=['fp32'], choices=VARIANTS,
+                        help='precision / compiler variants of each model (ratios to fp32 when it is listed)')
     parser.add_argument('--quick', action='store_true', help='smoke run: 32x32, batch 1 x 32, one repeat')
     parser.add_argument('--json', metavar='PATH', help='also write the results as JSON')
     parser.add_argument('--markdown', metavar='PATH',
@@ -289,20 +309,26 @@ def main(argv=None) -> int:
                    peak_mb=res['peak_mb'], runs=res['all_seconds'])
         print(f'  measured {row["model"]} {row["kind"]} {row["size"]}: {row["seconds"]:.3f} s', file=sys.stderr)
 
+    variants = list(dict.fromkeys(args.variants))
     for name in models:
-        for size in sizes:
-            row = {'model': name, 'kind': 'forward', 'size': f'1x3x{size[0]}x{size[1]}'}
-            if not args.no_flops:
-                try:
-                    row['gflops'] = run_task({**base, 'model': name, 'kind': 'flops', 'size': size})['gflops']
-                except RuntimeError as err:
-                    print(err, file=sys.stderr)
-            measure(row, {'model': name, 'kind': 'forward', 'size': size})
-            rows.append(row)
-        if not args.no_train:
-            row = {'model': name, 'kind': 'train step (AdamW)', 'size': f'{args.batch}x3x{args.patch}x{args.patch}'}
-            measure(row, {'model': name, 'kind': 'train', 'size': (args.patch, args.patch), 'batch': args.batch})
-            rows.append(row)
+        for variant in variants:
+            label = name if variant == 'fp32' else f'{name} {variant}'
+            extra = {'variant': variant}
+            for size in sizes:
+                row = {'model': label, 'kind': 'forward', 'size': f'1x3x{size[0]}x{size[1]}'}
+                if not args.no_flops and variant == 'fp32':
+                    try:
+                        row['gflops'] = run_task({**base, 'model': name, 'kind': 'flops', 'size': size})['gflops']
+                    except RuntimeError as err:
+                        print(err, file=sys.stderr)
+                measure(row, {'model': name, 'kind': 'forward', 'size': size, **extra})
+                rows.append(row)
+            if not args.no_train:
+                row = {'model': label, 'kind': 'train step (AdamW)',
+                       'size': f'{args.batch}x3x{args.patch}x{args.patch}'}
+                measure(row, {'model': name, 'kind': 'train', 'size': (args.patch, args.patch), 'batch': args.batch,
+                              **extra})
+                rows.append(row)
     env['load_avg_at_end'] = os.getloadavg()
     header = (f'| model | measurement | input | parameters | GFLOPs | median wall s ({args.repeats} runs) '
               '| median process CPU s | peak MB |')
@@ -315,6 +341,9 @@ def main(argv=None) -> int:
         lines.append(f'| {r["model"]} | {r["kind"]} | {r["size"]} | {r["params"]:,} | {gflops} | {r["seconds"]:.3f} '
                      f'| {r["cpu_seconds"]:.2f} | {r["peak_mb"]:.0f} |')
     report = ['\n'.join(lines)]
+    if len(variants) > 1 and 'fp32' in variants:
+        report.append('Ratio to the same model in fp32 eager (same measurement, same run; < 1: faster / smaller):'
+                      '\n\n' + '\n'.join(variant_ratios(rows, models)))
     if args.authors_net:
         report.append("Ratio to the authors' network (same measurement, same run; < 1: smaller / faster than theirs):"
                       '\n\n' + '\n'.join(authors_ratios(rows)))
@@ -332,17 +361,38 @@ def main(argv=None) -> int:
     return 0
 
 
+def variant_ratios(rows: list, models: list) -> list:
+    """Markdown rows: each variant's wall time and peak memory over its model's fp32 row of the same measurement."""
+    lines = ['| model | measurement | input | wall time ratio | peak memory ratio |', '|---|---|---|---|---|']
+    for r in rows:
+        name = r['model'].split(' ')[0]
+        if r['model'] == name or name not in models:
+            continue
+        base = next((b for b in rows if b['model'] == name and b['kind'] == r['kind'] and b['size'] == r['size']),
+                    None)
+        if base is None or 'error' in base or 'error' in r:
+            continue
+        memory = f'{r["peak_mb"] / base["peak_mb"]:.2f}' if base['peak_mb'] > 0 else '-'
+        lines.append(f'| {r["model"]} | {r["kind"]} | {r["size"]} | {r["seconds"] / base["seconds"]:.2f} | '
+                     f'{memory} |')
+    return lines
+
+
 def authors_ratios(rows: list) -> list:
-    """Markdown rows: each non-authors row's figures divided by the authors' row of the same kind and input."""
-    ref = {(r['kind'], r['size']): r for r in rows if r['model'] == 'authors'}
+    """Markdown rows: each non-authors row's figures divided by the authors' row of the same kind, input and variant
+    (``mpt bf16`` over ``authors bf16``)."""
+    def variant(r: dict) -> str:
+        return r['model'].partition(' ')[2] or 'fp32'
+
+    ref = {(variant(r), r['kind'], r['size']): r for r in rows if r['model'].split(' ')[0] == 'authors'}
     out = ['| model | measurement | input | parameters | GFLOPs | wall s | process CPU s | peak MB |', '|' + '---|' * 8]
 
     def ratio(r: dict, a: dict, key: str) -> str:
         return f'{r[key] / a[key]:.2f}x' if key in r and key in a and a[key] else '-'
 
     for r in rows:
-        a = ref.get((r['kind'], r['size']))
-        if r['model'] == 'authors' or a is None:
+        a = ref.get((variant(r), r['kind'], r['size']))
+        if r['model'].split(' ')[0] == 'authors' or a is None:
             continue
         out.append(f'| {r["model"]} | {r["kind"]} | {r["size"]} | '
                    + ' | '.join(ratio(r, a, k) for k in ('params', 'gflops', 'seconds', 'cpu_seconds', 'peak_mb'))
