@@ -11,7 +11,8 @@ One command, from the repository root::
    ``params`` only), the option file (``.yml``), a reference output of a fixed input with the weights' SHA-256
    (``.json``, checked by ``tests/deploy/test_starter_models.py``) and the model card (``.md``).
 
-``--package-only`` repackages existing experiments (e.g. after training elsewhere).
+``--package-only`` repackages existing experiments (e.g. after training elsewhere); ``--auto-resume`` continues
+interrupted trainings (training states every 500 iterations), e.g. across sessions.
 """
 
 from __future__ import annotations
@@ -55,15 +56,17 @@ def reference_output(net, channels: int) -> np.ndarray:
         return net(torch.from_numpy(reference_input(channels))).numpy()
 
 
-def train(kinds: Sequence[str], sequential: bool, log_dir: str) -> Dict[str, float]:
-    """Run BasicSR training of each kind (in parallel unless ``sequential``); returns wall seconds per kind."""
+def train(kinds: Sequence[str], sequential: bool, log_dir: str, auto_resume: bool = False) -> Dict[str, float]:
+    """Run BasicSR training of each kind (in parallel unless ``sequential``; ``auto_resume``: continue from the
+    latest training state of an interrupted run); returns wall seconds per kind."""
     os.makedirs(log_dir, exist_ok=True)
     threads = str(os.cpu_count() or 1) if sequential else '1'
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     started, procs, walls = {}, {}, {}
     for kind in kinds:
-        log = open(osp.join(log_dir, f'train_MPT_starter_{kind}.log'), 'w')
+        log = open(osp.join(log_dir, f'train_MPT_starter_{kind}.log'), 'a' if auto_resume else 'w')
         cmd = [sys.executable, osp.join(ROOT, 'scripts', 'train.py'), '-opt', option_file(kind)]
+        cmd += ['--auto_resume'] if auto_resume else []
         print(f'[{kind}] {" ".join(cmd)} (OMP_NUM_THREADS={threads}) > {log.name}', flush=True)
         started[kind] = time.time()
         procs[kind] = (subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log)
@@ -133,6 +136,15 @@ def model_card(kind: str, opt: dict, n_params: int, digest: str, wall_s: Optiona
             rows.append(f'| {split} | `{src.file}` | {src.package} | {src.content} | {src.licence} |')
     psf = '; '.join(f'{k}: ' + ', '.join(f'{p} {v}' for p, v in params.items()) for k, params in
                     train_ds['psf'].items())
+    scenes = train_ds.get('procedural')
+    procedural = (f"\nBeside them, {scenes['images']} procedural fluorescence-like scenes of {scenes['size']} px per "
+                  'pass over the data, made on the fly by `mpt_data.scenes` (textured nuclei, filaments, puncta, '
+                  'membranes at random scales, densities and brightness; a new scene at every visit; generated here, '
+                  'no licence).\n' if scenes else '')
+    trained = ', '.join(f'`{SOURCES[n].file}`' for n in SPLITS[kind]['train'])
+    overlap = (f'**Test images that share content with the training of this model**: {trained}. They are natural first '
+               'tests (scikit-image ships them), but the model has seen them: judge it on the held-out images or '
+               'your own. The `tune` and `heldout` images share no content with the training images.')
     wall = f'{wall_s / 60:.0f} min' if wall_s else 'not recorded (packaged with --package-only)'
     return f"""# Starter model `MPT_starter_{kind}`
 
@@ -152,6 +164,8 @@ Sharp images shipped inside registry packages (`tools/make_starter_data.py`); wh
 | split | file | package | content | licence |
 |---|---|---|---|---|
 {chr(10).join(rows)}
+{procedural}
+{overlap}
 
 Degradations (`SyntheticDefocusDataset`, `docs/guides/synthetic_data.md`): PSF {psf}; Poisson-Gaussian noise with
 photons {train_ds['noise']['photons']}, read noise {train_ds['noise']['read_noise']}, noise-free share
@@ -182,6 +196,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--data', default=osp.join(ROOT, 'starter_data'), help='where the sharp images go')
     parser.add_argument('--sequential', action='store_true', help='train one model after the other (all cores)')
     parser.add_argument('--package-only', action='store_true', help='skip training; package existing experiments')
+    parser.add_argument('--auto-resume', action='store_true',
+                        help='continue interrupted trainings from their latest training states (checkpoints every '
+                             '500 iterations), e.g. in a later session')
     args = parser.parse_args(argv)
     if not args.package_only:
         if not all(osp.isdir(osp.join(args.data, k, 'train')) for k in args.kinds):
@@ -189,7 +206,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if osp.abspath(args.data) != osp.join(ROOT, 'starter_data'):
             raise SystemExit('the option files read ./starter_data; keep --data at its default or edit them.')
     start = time.time()
-    walls = {} if args.package_only else train(args.kinds, args.sequential, osp.join(ROOT, 'experiments'))
+    walls = {} if args.package_only else train(args.kinds, args.sequential, osp.join(ROOT, 'experiments'),
+                                                 args.auto_resume)
     for kind in args.kinds:
         package(kind, walls.get(kind))
     if walls:

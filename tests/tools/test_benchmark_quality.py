@@ -27,16 +27,22 @@ def test_oracles_given_the_true_psf_recover_detail():
                 < bench.scores(bench.richardson_lucy(blurry, psf, 40), sharp, False)['psnr'])
 
 
-def test_tables_list_every_method_and_condition():
+def test_tables_list_every_condition_method_gain_and_worst_image():
     bench = load_script('benchmark_quality')
     score = {'psnr': 30.0, 'ssim': 0.9}
-    res = {'conditions': ['disk/none', 'disk/high'],
-           'rows': {m: {'disk/none': [score], 'disk/high': [dict(score, psnr=20.0)]}
-                    for m in ('input', 'richardson_lucy', 'wiener', 'starter')},
-           'tuned': {'disk/none': {'rl_iterations': 80, 'wiener_balance': 0.001},
-                     'disk/high': {'rl_iterations': 5, 'wiener_balance': 0.1}}, 'n_pairs': 1}
+    conds = ['photos lowNA/low', 'scenes highNA/high']
+    rows = {m: {conds[0]: [dict(score), dict(score, psnr=32.0)], conds[1]: [dict(score, psnr=20.0)]}
+            for m in ('input', 'richardson_lucy', 'wiener')}
+    rows['starter'] = {conds[0]: [dict(score, psnr=33.0), dict(score, psnr=31.5)], conds[1]: [dict(score, psnr=23.0)]}
+    res = {'conditions': conds, 'rows': rows, 'networks': ['starter'], 'counts': {conds[0]: 2, conds[1]: 1},
+           'names': {conds[0]: ['moon_s0', 'moon_s1'], conds[1]: ['procedural_00000_s0']},
+           'tuned': {c: {'rl_iterations': 5, 'wiener_balance': 0.1} for c in conds}}
     (table,) = bench.tables({'gray': res})
     lines = [line for line in table.splitlines() if line.startswith('| ')]
-    assert [line.split(' | ')[0][2:] for line in lines[1:]] == ['input', 'richardson_lucy', 'wiener', 'starter']
-    assert '| input | 30.00 | 20.00 | 25.00 | 0.9000 |' in table
-    assert 'disk/high: 5 it, 0.1' in table
+    assert lines[0] == '| condition | pairs | input | richardson_lucy | wiener | starter | starter - input |'
+    assert '| photos lowNA/low | 2 | 31.00 | 31.00 | 31.00 | 32.25 | +1.25 |' in lines
+    assert '| scenes highNA/high | 1 | 20.00 | 20.00 | 20.00 | 23.00 | +3.00 |' in lines
+    assert '| **all (PSNR)** | 3 | 27.33 | 27.33 | 27.33 | 29.17 | +1.83 |' in lines
+    assert '`starter`: worst image moon_s1 (photos lowNA/low): -0.50 dB over the input; images worse than the ' \
+           'input: 1 of 3.' in table
+    assert 'scenes highNA/high: 5 it, 0.1' in table

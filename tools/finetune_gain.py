@@ -1,0 +1,134 @@
+"""What ``mpt-finetune`` gains: a fine-tune for one microscope, scored on images it never saw (issue: a model for
+your microscope in one command).
+
+1. A "specimen": procedural fluorescence-like scenes of a few kinds (:data:`SPECIMEN`), written as 16-bit TIFFs;
+   ``train/`` goes to the fine-tune as ``--sharp``, ``test/`` (other seeds) is only used for scoring.
+2. ``mpt-finetune --sharp train/ <optics> --minutes M -o model/`` as a user runs it (all cores).
+3. Test pairs: ``test/`` blurred with the same optics (defocus drawn from the same range) and shot noise, seeded;
+   PSNR of the blurry input, of the shipped starter model and of the fine-tuned model, each through
+   ``mpt-deblur``'s normalisation.
+
+    python -m tools.finetune_gain --minutes 10 --markdown docs/guides/finetune.md
+
+``--minutes`` is wall time; on 2 cores, 10 minutes are 20 CPU-minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+import platform
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+OPTICS = {'na': 1.4, 'immersion_index': 1.518, 'wavelength_um': 0.52, 'pixel_size_um': 0.065,
+          'defocus_um': [0.0, 2.0]}  # the example of mpt-finetune --help
+PHOTONS = [100.0, 3000.0]  # mpt-finetune's default noise range
+SPECIMEN = {'kinds': ['nuclei', 'puncta'], 'size': 384, 'train': 10, 'test': 6}
+MARKS = ('<!-- finetune:begin -->', '<!-- finetune:end -->')
+
+
+def write_specimen(folder: str) -> Dict[str, str]:
+    """``train/`` and ``test/`` folders of 16-bit scenes (disjoint seeds); returns their paths."""
+    import tifffile
+
+    from mpt_data.scenes import make_scene
+
+    paths = {}
+    for split, count, first in (('train', SPECIMEN['train'], 0), ('test', SPECIMEN['test'], 10_000)):
+        paths[split] = osp.join(folder, split)
+        os.makedirs(paths[split], exist_ok=True)
+        for i in range(count):
+            scene = make_scene(np.random.default_rng(first + i), (SPECIMEN['size'], SPECIMEN['size']), 1,
+                               SPECIMEN['kinds'])
+            tifffile.imwrite(osp.join(paths[split], f'scene_{first + i:05d}.tif'),
+                             np.round(scene[:, :, 0] * 65535).astype(np.uint16))
+    return paths
+
+
+def finetune(sharp: str, out: str, minutes: float) -> float:
+    """Run ``mpt-finetune``; returns its wall time in seconds."""
+    cmd = [sys.executable, '-m', 'mpt_plugin.finetune', '--sharp', sharp, '--na', str(OPTICS['na']),
+           '--immersion-index', str(OPTICS['immersion_index']), '--wavelength', str(OPTICS['wavelength_um']),
+           '--pixel-size', str(OPTICS['pixel_size_um']), '--defocus', '{}:{}'.format(*OPTICS['defocus_um']),
+           '--photons', '{:g}:{:g}'.format(*PHOTONS), '--minutes', f'{minutes:g}', '-o', out]
+    print(' '.join(cmd), flush=True)
+    start = time.time()
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    return time.time() - start
+
+
+def score(test: str, model_dir: str, pairs_per_image: int = 2) -> Dict[str, List[float]]:
+    """PSNR per test pair: ``input``, ``starter`` (shipped) and ``fine-tuned``."""
+    from mpt_data.synthetic_defocus_dataset import SyntheticDefocusDataset
+    from mpt_deploy.inference import deblur_plane
+    from mpt_deploy.model_loading import inference_normalization, load_weights, network_in_chans
+    from mpt_deploy.starter_models import StarterNetworks
+    from mpt_metrics.image_quality import psnr
+
+    ds = SyntheticDefocusDataset({'name': 'finetune test', 'phase': 'val', 'dataroot_gt': test, 'in_chans': 1,
+                                  'psf': {'widefield_physical': OPTICS},
+                                  'noise': {'photons': PHOTONS, 'read_noise': [0.0, 0.005], 'clean_fraction': 0.0},
+                                  'pairs_per_image': pairs_per_image, 'val_seed': 7, 'val_crop': 256})
+    starter_net, starter_opt, starter_norm, _ = StarterNetworks().get('gray')
+    opt_file = osp.join(model_dir, 'model.yml')
+    tuned_net, tuned_opt = load_weights(osp.join(model_dir, 'model.pth'), opt_file)
+    tuned_norm = inference_normalization(opt_file)
+    out: Dict[str, List[float]] = {'input': [], 'starter': [], 'fine-tuned': []}
+    for i in range(len(ds)):
+        pair = ds.pair(i)
+        out['input'].append(psnr(pair.lq, pair.gt))
+        for name, net, opt, norm in (('starter', starter_net, starter_opt, starter_norm),
+                                     ('fine-tuned', tuned_net, tuned_opt, tuned_norm)):
+            result = deblur_plane(net, pair.lq, pair.name, norm, network_in_chans(opt), 'auto', tile=0)
+            out[name].append(psnr(result, pair.gt))
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--minutes', type=float, default=10.0, help='mpt-finetune --minutes (wall time)')
+    parser.add_argument('--work', default=osp.join(ROOT, 'experiments', 'finetune_gain'), help='scratch folder')
+    parser.add_argument('--markdown', help='docs page whose finetune block receives the table')
+    args = parser.parse_args(argv)
+    import torch
+
+    paths = write_specimen(args.work)
+    model_dir = osp.join(args.work, 'model')
+    wall = finetune(paths['train'], model_dir, args.minutes)
+    torch.set_grad_enabled(False)
+    psnrs = score(paths['test'], model_dir)
+    mean = {k: float(np.mean(v)) for k, v in psnrs.items()}
+    gains = np.array(psnrs['fine-tuned']) - np.array(psnrs['starter'])
+    table = [f'mpt-finetune for {wall / 60:.1f} min wall ({os.cpu_count()} CPU cores: '
+             f'{wall / 60 * (os.cpu_count() or 1):.0f} CPU-min), scored on {len(gains)} test pairs of '
+             f'{SPECIMEN["test"]} scenes it never saw', '',
+             '| | input | starter model | fine-tuned | fine-tuned - starter | fine-tuned - input |',
+             '|---|---|---|---|---|---|',
+             f'| mean PSNR (dB) | {mean["input"]:.2f} | {mean["starter"]:.2f} | {mean["fine-tuned"]:.2f} | '
+             f'{mean["fine-tuned"] - mean["starter"]:+.2f} | {mean["fine-tuned"] - mean["input"]:+.2f} |', '',
+             f'Per pair, fine-tuned - starter: min {gains.min():+.2f}, max {gains.max():+.2f} dB.']
+    report = '\n'.join(table)
+    print(report)
+    if args.markdown:
+        from mpt_metrics.table_output import write_markdown
+
+        optics = ', '.join(f'{k} {v}' for k, v in OPTICS.items())
+        notes = [f'Optics: {optics}; shot noise {PHOTONS[0]:g}-{PHOTONS[1]:g} photons at full scale, read noise '
+                 '0-0.005.',
+                 f'Specimen: procedural scenes of kinds {SPECIMEN["kinds"]}, {SPECIMEN["size"]} px, '
+                 f'{SPECIMEN["train"]} for --sharp (seeds 0-{SPECIMEN["train"] - 1}), {SPECIMEN["test"]} for the '
+                 'test (seeds from 10000).']
+        env = {'cpu': platform.processor() or platform.machine(), 'torch': torch.__version__}
+        write_markdown(args.markdown, [report], notes, env, argv, '-m tools.finetune_gain', MARKS)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
