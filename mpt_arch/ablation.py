@@ -83,8 +83,7 @@ class FFNVariant(FeatureEnhancingFFN):
     def extra_repr(self) -> str:
         return f'variant={self.variant}'
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, reuse_x1: bool = False) -> torch.Tensor:
-        """``reuse_x1`` is accepted for interface parity with ``FeatureEnhancingFFN`` and ignored."""
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         spatial = self.spatial_in(self.norm_spatial(x1))
         channel = self.channel_dw(self.channel_in(self.norm_channel(x2)).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         if self.variant == 'cat_gelu':

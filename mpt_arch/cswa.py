@@ -14,7 +14,6 @@ from .ablation import DOWNSAMPLE_VARIANTS, DownsampleVariant, check_choice, chec
 from .head_norm import normalize_heads
 from .linear_add import Projection, linear_add
 from .region_geometry import RegionLayout, region_layout, relative_position_index
-from .row_strips import depthwise_rows, group_size, halo, strips, use_strips
 from .token_gather import gather_tokens
 
 
@@ -50,14 +49,8 @@ class CrossScaleWindowAttention(nn.Module):
     Ablation switches (supplementary Table 9; defaults are the paper's CSWA): ``downsample`` picks a down-sampling
     variant (``ablation.DownsampleVariant``), ``npconv=False`` drops the two depthwise 3x3 convs.
 
-    Inference (no autograd) never builds a full-size gathered map: the projections run on row strips and the
-    attention, output projection and scatter back to pixels one group of regions at a time (``row_strips``).
-
-    Authors' compatibility (``pairing='raster'``, used by ``MPT(compat='authors')``): the layout of
-    ``region_geometry.build_authors_layout`` (raster-order pairing, query depthwise conv on the regrouped frame,
-    the authors' shift and -100 mask) and a raw, unclamped per-head temperature ``temperature`` ``(heads,)`` in
-    place of ``logit_scale`` (docs/guides/authors_weights.md, differences 1-5). Map sizes must then be
-    multiples of ``r M`` (``MPT`` pads its input accordingly).
+    Inference on the CPU evaluates the same function by row strips and region groups (``mpt_arch.inference``).
+    The authors' variant (raster-order pairing, raw temperature) is ``authors_compat.AuthorsCSWA``.
 
     Analysis hooks: set ``keep_attention = True`` to compute attention explicitly and keep, for the last call,
     ``last_attention`` (softmax weights ``(B, nRegions, heads, r^2 M^2, M^2)``), ``last_query_xy``
@@ -69,12 +62,9 @@ class CrossScaleWindowAttention(nn.Module):
 
     def __init__(
         self, dim: int, heads: int, scale: float, window_size: int = 8, shifted: bool = False,
-        downsample: str = 'avgpool', npconv: bool = True, pairing: str = 'region',
+        downsample: str = 'avgpool', npconv: bool = True,
     ) -> None:
         super().__init__()
-        if pairing not in ('region', 'raster'):
-            raise ValueError(f"CSWA pairing must be 'region' (paper) or 'raster' (authors' code), got {pairing!r}")
-        self.pairing = pairing
         if dim % heads:
             raise ValueError(f'CSWA dim {dim} is not divisible by heads {heads}')
         if window_size < 2 or window_size % 2:
@@ -91,10 +81,7 @@ class CrossScaleWindowAttention(nn.Module):
         self.q_dw = nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=False) if npconv else None
         self.kv = Projection(dim, 2 * dim)
         self.kv_dw = nn.Conv2d(2 * dim, 2 * dim, 3, padding=1, groups=2 * dim, bias=False) if npconv else None
-        if pairing == 'raster':  # the authors' raw multiplier (initialised to 1 as theirs)
-            self.temperature = nn.Parameter(torch.ones(heads))
-        else:
-            self.logit_scale = nn.Parameter(torch.full((heads,), math.log(10.0)))
+        self._init_temperature(heads)
         self.rpb_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, heads))
         nn.init.trunc_normal_(self.rpb_table, std=0.02)
         self.proj = Projection(dim, dim)
@@ -103,9 +90,19 @@ class CrossScaleWindowAttention(nn.Module):
         self.last_attention = self.last_query_xy = self.last_key_xy = self.last_query_valid = None
         self.last_map_size = None
 
+    pairing = 'region'
+    """The layout of ``region_geometry.region_layout``: the paper's same-region pairing."""
+
+    def _init_temperature(self, heads: int) -> None:
+        """Cosine attention's learnable per-head log temperature, initialised to log 10 (clamped at log 100)."""
+        self.logit_scale = nn.Parameter(torch.full((heads,), math.log(10.0)))
+
+    def attention_temperature(self) -> torch.Tensor:
+        """The per-head multiplier of the cosine similarities ``(heads,)``."""
+        return self.logit_scale.clamp(max=math.log(100.0)).exp()
+
     def extra_repr(self) -> str:
         extra = '' if self.npconv else ', npconv=False'
-        extra += ", pairing='raster'" if self.pairing == 'raster' else ''
         return (f'dim={self.dim}, heads={self.heads}, scale=1/{self.ratio}, M={self.window_size}, '
                 f'shifted={self.shifted}{extra}')
 
@@ -117,7 +114,7 @@ class CrossScaleWindowAttention(nn.Module):
             return x
         return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
-    def _bias(self) -> torch.Tensor:
+    def position_bias(self) -> torch.Tensor:
         """Relative position bias ``(heads, M^2, M^2)``."""
         m2 = self.window_size**2
         return self.rpb_table[self.rp_index.view(-1)].view(m2, m2, self.heads).permute(2, 0, 1)
@@ -128,12 +125,9 @@ class CrossScaleWindowAttention(nn.Module):
         m, r, heads, d = self.window_size, self.ratio, self.heads, c // self.heads
         layout = region_layout(h, w, r, m, self.shifted, x.device, self.pairing)
         n_regions, lq, lk = layout.n_regions, r * r * m * m, m * m
-        temperature = self.temperature if self.pairing == 'raster' else \
-            self.logit_scale.clamp(max=math.log(100.0)).exp()
-        if use_strips(x) and not self.keep_attention:
-            return self._forward_chunks(x, residual, layout, temperature)
-        q = normalize_heads(self._dwconv(self.q(self._query_frame(x, layout)), self.q_dw), heads, temperature)
-        kv = self._dwconv(self.kv(self._downscaled(x)), self.kv_dw)
+        q = normalize_heads(self._dwconv(self.q(self.query_frame(x, layout)), self.q_dw), heads,
+                            self.attention_temperature())
+        kv = self._dwconv(self.kv(self.downscaled(x)), self.kv_dw)
         # gather into regions (token_gather: the backward is a gather too), then (B * nR, heads, L, d) views
         q = gather_tokens(q.reshape(b, h * w, c), layout.q_src, layout.q_inv)
         q = q.view(b * n_regions, lq, heads, d).transpose(1, 2)
@@ -141,14 +135,14 @@ class CrossScaleWindowAttention(nn.Module):
         k, v = kv.split(c, dim=-1)  # split (not slicing): its backward concatenates instead of zero-filling
         k = normalize_heads(k, heads).view(b * n_regions, lk, heads, d).transpose(1, 2)
         v = v.reshape(b * n_regions, lk, heads, d).transpose(1, 2)
-        bias = self._bias().to(q.dtype)  # heads, M^2, M^2
+        bias = self.position_bias().to(q.dtype)  # heads, M^2, M^2
         mask = None if layout.border_mask is None else layout.border_mask.to(q.dtype)
         out = self._explicit_attention(q, k, v, bias, mask, b, layout, (h, w))
         out = gather_tokens(out.transpose(1, 2).reshape(b, n_regions * lq, c), layout.out_index, layout.out_src,
                             layout.q_pad)
         return linear_add(out.view(b, h, w, c), self.proj.weight, residual)
 
-    def _query_frame(self, x: torch.Tensor, layout: RegionLayout) -> torch.Tensor:
+    def query_frame(self, x: torch.Tensor, layout: RegionLayout) -> torch.Tensor:
         """The map the query projection and depthwise conv run on: ``x`` itself, or for the authors' pairing its
         ``r^2`` regrouped sub-images ``(B r^2, H/r, W/r, C)`` (``RegionLayout.reg_src``)."""
         if layout.reg_src is None:
@@ -158,7 +152,7 @@ class CrossScaleWindowAttention(nn.Module):
         t = gather_tokens(x.reshape(b, h * w, c), layout.reg_src, layout.reg_inv)
         return t.view(b * r * r, h // r, w // r, c)
 
-    def _downscaled(self, x: torch.Tensor) -> torch.Tensor:
+    def downscaled(self, x: torch.Tensor) -> torch.Tensor:
         """The key/value source map: ``x`` average-pooled by ``r`` plus ``Linear`` of it (the down-sampling module
         with shortcut), or an ablation variant; ``x`` itself when ``r = 1``."""
         if self.ratio > 1 and self.down is not None:  # ablation variant (Table 9 V_ds1..V_ds5)
@@ -167,57 +161,6 @@ class CrossScaleWindowAttention(nn.Module):
             y = F.avg_pool2d(x.permute(0, 3, 1, 2), self.ratio, self.ratio, ceil_mode=True).permute(0, 2, 3, 1)
             return y + self.down_proj(y)
         return x
-
-    def _project_strips(self, t: torch.Tensor, linear: nn.Linear, conv: Optional[nn.Conv2d],
-                        scale: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Inference: ``conv(linear(t))`` (``(B, H, W, C')``) evaluated on row strips into one buffer, with its first
-        ``C`` channels (Q, or K of KV) L2-normalised per head (times ``scale``)."""
-        b, h, w, _ = t.shape
-        out = t.new_empty(b, h, w, linear.out_features)
-        for i in range(b):
-            for r0, r1 in strips(h, w, linear.out_features):
-                if conv is None:
-                    part = linear(t[i:i + 1, r0:r1])
-                else:
-                    a0, a1 = halo(r0, r1, h)
-                    part = depthwise_rows(linear(t[i:i + 1, a0:a1]), conv, r0, r1, h)
-                normalize_heads(part[..., :self.dim], self.heads, scale, out=out[i:i + 1, r0:r1, :, :self.dim])
-                if part.shape[-1] > self.dim:  # V of KV
-                    out[i:i + 1, r0:r1, :, self.dim:] = part[..., self.dim:]
-        return out
-
-    def _forward_chunks(self, x: torch.Tensor, residual: Optional[torch.Tensor], layout: RegionLayout,
-                        temperature: torch.Tensor) -> torch.Tensor:
-        """Inference: Q/K/V projections on row strips, then attention, output projection and residual one group
-        of regions at a time (``RegionLayout.chunks``), so no full-size gathered or attention-output map exists."""
-        b, h, w, c = x.shape
-        heads, d, r2 = self.heads, c // self.heads, self.ratio**2
-        q = self._project_strips(self._query_frame(x, layout), self.q, self.q_dw, temperature).view(b, h * w, c)
-        kv = self._project_strips(self._downscaled(x), self.kv, self.kv_dw)
-        kv = kv.view(b, -1, 2 * c)
-        lq, lk = r2 * self.window_size**2, self.window_size**2
-        tiled = self._bias().to(q.dtype).repeat(1, r2, 1).unsqueeze(0)  # 1, heads, Lq, Lk
-        out = torch.empty_like(x).view(b, h * w, c)
-        proj_t = self.proj.weight.t()
-        for chunk in layout.chunks(group_size(lq * c * 4)):
-            n = chunk.n_regions
-            # the mask in the attention inputs' dtype (SDPA's fused CUDA kernels refuse a float32 mask with bf16/fp16)
-            mask = (tiled.expand(n, -1, -1, -1) if chunk.border_mask is None else
-                    tiled + chunk.border_mask.to(tiled.dtype))
-            for i in range(b):
-                qc = q[i].index_select(0, chunk.q_src).view(n, lq, heads, d).transpose(1, 2)
-                kvc = kv[i].index_select(0, chunk.k_src).view(n, lk, 2, heads, d)
-                kc, vc = kvc[:, :, 0].transpose(1, 2), kvc[:, :, 1].transpose(1, 2)
-                att = F.scaled_dot_product_attention(qc, kc, vc, attn_mask=mask, scale=1.0)  # n, heads, Lq, d
-                att = att.transpose(1, 2).reshape(n * lq, c)
-                if chunk.keep is not None:  # drop queries on padding
-                    att = att.index_select(0, chunk.keep)
-                if residual is None:
-                    rows = torch.mm(att, proj_t)
-                else:
-                    rows = torch.addmm(residual[i].reshape(h * w, c).index_select(0, chunk.pixels), att, proj_t)
-                out[i].index_copy_(0, chunk.pixels, rows)
-        return out.view(b, h, w, c)
 
     def _explicit_attention(self, q, k, v, bias, mask, b, layout, map_size):
         """Softmax(q k^T + B + mask) v computed explicitly (training, and the analysis hooks), one head at a time

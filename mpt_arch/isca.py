@@ -10,7 +10,6 @@ from torch.autograd.function import once_differentiable
 
 from .custom_backward import custom_backward
 from .linear_add import Projection
-from .row_strips import depthwise_rows, halo, strips, use_strips
 
 
 class _OneHeadProduct(torch.autograd.Function):
@@ -28,7 +27,7 @@ class _OneHeadProduct(torch.autograd.Function):
         mixing = isca._mixing_from_gram(gram)
         ctx.isca = isca
         ctx.save_for_backward(qkv, gram, mixing)
-        return isca._mixed(v, mixing, residual, v.shape)
+        return isca.mixed(v, mixing, residual, v.shape)
 
     @staticmethod
     @once_differentiable
@@ -58,9 +57,7 @@ class IntraScaleChannelAttention(nn.Module):
     ``V @ (blockdiag(A_h^T) W_p^T)``. Input and output are channels-last ``(B, H, W, C)``.
 
     Training with one head (level 1 of the paper's MPT) takes ``_OneHeadProduct``, whose backward is two GEMMs.
-    Inference (no autograd) runs in two passes over row strips (``row_strips``): the first accumulates the
-    ``q^T k`` products and norms and keeps only V, the second applies the mixing matrix; no full-size Q, K or
-    3C-wide map is ever materialised.
+    Inference on the CPU evaluates the same function in two passes over row strips (``mpt_arch.inference``).
     """
 
     def __init__(self, dim: int, heads: int) -> None:
@@ -76,8 +73,6 @@ class IntraScaleChannelAttention(nn.Module):
     def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``x``: layer-normalised ``(B, H, W, C)``; returns ``(B, H, W, C)`` (``+ residual`` if given)."""
         b, h, w, c = x.shape
-        if use_strips(x):
-            return self._forward_strips(x, residual)
         qkv = self.qkv_dw(self.qkv(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, h * w, 3 * c)
         if self.heads == 1 and custom_backward(x):
             res = None if residual is None else residual.reshape(b, h * w, c)
@@ -88,16 +83,16 @@ class IntraScaleChannelAttention(nn.Module):
                 mixing = self._products(q.float(), k.float()).to(v.dtype)  # M itself is bounded (softmax, W_p)
         else:
             mixing = self._products(q, k)
-        return self._mixed(v, mixing, residual, x.shape)
+        return self.mixed(v, mixing, residual, x.shape)
 
     def _products(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """:meth:`_mixing` of ``q``, ``k`` ``(B, HW, C)``: the per-head products ``q_h^T k_h`` and squared norms."""
+        """:meth:`mixing` of ``q``, ``k`` ``(B, HW, C)``: the per-head products ``q_h^T k_h`` and squared norms."""
         d = self.dim // self.heads  # per-head strided views (split, whose backward concatenates) go to bmm
         gram = torch.stack([torch.bmm(qh.transpose(1, 2), kh) for qh, kh in zip(q.split(d, -1), k.split(d, -1))], 1)
         # spatial squared L2 norms; square().sum() is ~2x faster than vector_norm over this strided axis on CPU
-        return self._mixing(gram, q.square().sum(1), k.square().sum(1))
+        return self.mixing(gram, q.square().sum(1), k.square().sum(1))
 
-    def _mixing(self, gram: torch.Tensor, sq_q: torch.Tensor, sq_k: torch.Tensor) -> torch.Tensor:
+    def mixing(self, gram: torch.Tensor, sq_q: torch.Tensor, sq_k: torch.Tensor) -> torch.Tensor:
         """Eq. (2) from the per-head products ``gram = q_h^T k_h`` ``(B, heads, d, d)`` and the squared spatial
         norms ``(B, C)`` of q and k: returns ``M = blockdiag(A_h^T) W_p^T`` ``(B, C, C)``, so the output is ``V M``."""
         b, heads, d = gram.shape[0], self.heads, self.dim // self.heads
@@ -108,47 +103,15 @@ class IntraScaleChannelAttention(nn.Module):
         return torch.matmul(attn.transpose(-1, -2), proj_t).view(b, self.dim, self.dim)
 
     def _mixing_from_gram(self, gram: torch.Tensor) -> torch.Tensor:
-        """:meth:`_mixing` from the one-head Gram matrix ``[q k]^T [q k]`` ``(B, 2C, 2C)``."""
+        """:meth:`mixing` from the one-head Gram matrix ``[q k]^T [q k]`` ``(B, 2C, 2C)``."""
         c = self.dim
         sq = gram.diagonal(dim1=1, dim2=2)
-        return self._mixing(gram[:, :c, c:].unsqueeze(1), sq[:, :c], sq[:, c:])
-
-    def _forward_strips(self, x: torch.Tensor, residual: Optional[torch.Tensor]) -> torch.Tensor:
-        """Inference: :meth:`values_and_mixing`, then one product for the whole map."""
-        return self._mixed(*self.values_and_mixing(x), residual, x.shape)
+        return self.mixing(gram[:, :c, c:].unsqueeze(1), sq[:, :c], sq[:, c:])
 
     @staticmethod
-    def _mixed(values: torch.Tensor, mixing: torch.Tensor, residual: Optional[torch.Tensor],
-               shape: torch.Size) -> torch.Tensor:
+    def mixed(values: torch.Tensor, mixing: torch.Tensor, residual: Optional[torch.Tensor],
+              shape: torch.Size) -> torch.Tensor:
         """``V M (+ residual)`` for ``V`` ``(B, H*W, C)``, viewed as ``shape`` ``(B, H, W, C)``."""
         out = torch.bmm(values, mixing) if residual is None else \
             torch.baddbmm(residual.reshape(values.shape), values, mixing)
         return out.view(shape)
-
-    def values_and_mixing(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inference pass over row strips of ``x`` ``(B, H, W, C)``: accumulates ``q_h^T k_h`` and the norms, keeps
-        only V. Returns V ``(B, H*W, C)`` and the mixing matrix ``M`` ``(B, C, C)``; the output is ``V M``."""
-        b, h, w, c = x.shape
-        heads, d = self.heads, c // self.heads
-        gram = x.new_zeros(b, heads, d, d)
-        sq = x.new_zeros(b, 2 * c)  # squared spatial norms of q and k
-        values = x.new_empty(b, h * w, c)
-        for i in range(b):
-            for r0, r1 in strips(h, w, 3 * c):
-                a0, a1 = halo(r0, r1, h)
-                qkv = depthwise_rows(self.qkv(x[i:i + 1, a0:a1]), self.qkv_dw, r0, r1, h).reshape(-1, 3 * c)
-                q, k, v = qkv.split(c, dim=-1)
-                n = q.shape[0]  # all heads' q_h^T k_h in one batched product on strided views (no copies)
-                gram[i].baddbmm_(q.view(n, heads, d).permute(1, 2, 0), k.view(n, heads, d).transpose(0, 1))
-                values[i, r0 * w:r1 * w] = v
-                sq[i] += qkv[:, :2 * c].square_().sum(0)  # q and k are no longer needed
-        return values, self._mixing(gram, sq[:, :c], sq[:, c:])
-
-    @staticmethod
-    def output_rows(values: torch.Tensor, mixing: torch.Tensor, residual: torch.Tensor, i: int, r0: int,
-                    r1: int) -> torch.Tensor:
-        """Rows ``r0..r1`` of batch item ``i`` of ``residual + V M`` (from :meth:`values_and_mixing`), as a
-        ``(1, r1 - r0, W, C)`` tensor."""
-        w, c = residual.shape[2:]
-        rows = torch.addmm(residual[i, r0:r1].reshape(-1, c), values[i, r0 * w:r1 * w], mixing[i])
-        return rows.view(1, r1 - r0, w, c)

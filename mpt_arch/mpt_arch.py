@@ -9,9 +9,11 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
+from . import inference
 from .ablation import ATTENTION_PAIRS, DOWNSAMPLE_VARIANTS, FFN_VARIANTS, check_choice, check_flag
+from .authors_compat import AuthorsPyramidSubBlock
 from .cswa import scale_ratio
-from .pyramid_block import PyramidBlock
+from .pyramid_block import PyramidBlock, PyramidSubBlock
 from .region_geometry import authors_multiple
 
 PAPER_SCALES = (
@@ -70,8 +72,8 @@ class MPT(nn.Module):
             code, so their checkpoints (converted by ``mpt_deploy.authors_checkpoint``) run exactly: raster-order
             CSWA pairing with the query depthwise conv on the regrouped layout, their shift and -100 mask, a raw
             unclamped CSWA ``temperature`` (instead of ``logit_scale``) and the FEFN shortcut from the ISCA branch
-            (docs/guides/authors_weights.md, differences 1-6). Only with the paper's branch, FFN and
-            down-sampling choices.
+            (docs/guides/authors_weights.md, differences 1-6; the sub-blocks of ``authors_compat``). Only with the
+            paper's branch, FFN and down-sampling choices.
         use_checkpoint: recompute each sub-block's activations in the backward pass instead of keeping them
             (``torch.utils.checkpoint``, as BasicSR's SwinIR): about one sub-block's activations per level are kept
             instead of all; same function and gradients, one extra forward per step. Training memory only.
@@ -136,8 +138,8 @@ class MPT(nn.Module):
             raise ValueError(f'MPT dim must be even for the Conv3x3(C->C/2) down-sampling, got {dim}')
         self.in_chans, self.out_chans, self.levels, self.compat = in_chans, out_chans, levels, compat
         self.pad_multiple = 2 ** (levels - 1)
+        variants['sub_block'] = AuthorsPyramidSubBlock if compat == 'authors' else PyramidSubBlock
         if compat == 'authors':
-            variants['compat'] = compat
             self.pad_multiple = max([self.pad_multiple] + [
                 2**lvl * authors_multiple(scale_ratio(v), window_size) for lvl, s in enumerate(scales) for v in s])
 
@@ -166,15 +168,16 @@ class MPT(nn.Module):
             mode = 'reflect' if ph < h and pw < w else 'replicate'
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
         feat = self.conv_in(x).permute(0, 2, 3, 1).contiguous()  # channels-last tokens (B, H, W, C)
+        evaluate = inference.evaluator(feat)  # the path for this device, dtype and grad mode, chosen once
         skips = []
         for encoder, down in zip(self.encoders, self.downs):
-            feat = encoder(feat)
+            feat = encoder(feat, evaluate)
             skips.append(feat)
             feat = down(feat)
-        feat = self.latent(feat)
+        feat = self.latent(feat, evaluate)
         for lvl in reversed(range(self.levels - 1)):
             up = self.ups[lvl](feat)  # a fresh tensor: added in place when no gradient is recorded
-            feat = self.decoders[lvl](up + skips[lvl] if torch.is_grad_enabled() else up.add_(skips[lvl]))
+            feat = self.decoders[lvl](up + skips[lvl] if torch.is_grad_enabled() else up.add_(skips[lvl]), evaluate)
         out = self.conv_out(feat.permute(0, 3, 1, 2))[..., :h, :w]
         if self.out_chans == self.in_chans:
             out = out + inp

@@ -4,8 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import mpt_arch.row_strips as row_strips
+import mpt_arch.inference.strips as row_strips
+from mpt_arch.authors_compat import AuthorsFEFN
 from mpt_arch.fefn import FeatureEnhancingFFN
+from mpt_arch.inference.isca_strips import isca_strips, output_rows, values_and_mixing
 from mpt_arch.isca import IntraScaleChannelAttention
 
 
@@ -57,9 +59,10 @@ def test_isca_inference_matches_formula(monkeypatch, heads, budget):
     with torch.no_grad():
         expected = _isca_formula(mod, x)
         torch.testing.assert_close(mod(x), expected, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(mod(x, residual=res), expected + res, rtol=1e-5, atol=1e-5)
-        values, mixing = mod.values_and_mixing(x)
-        rows = mod.output_rows(values, mixing, res, 1, 3, 6)
+        torch.testing.assert_close(isca_strips(mod, x), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(isca_strips(mod, x, res), expected + res, rtol=1e-5, atol=1e-5)
+        values, mixing = values_and_mixing(mod, x)
+        rows = output_rows(values, mixing, res, 1, 3, 6)
         torch.testing.assert_close(rows, (expected + res)[1:2, 3:6], rtol=1e-5, atol=1e-5)
 
 
@@ -74,7 +77,7 @@ def test_isca_initial_temperature_and_flat_maps():
         out.sum().backward()
         assert torch.isfinite(out).all() and all(torch.isfinite(p.grad).all() for p in mod.parameters())
         with torch.no_grad():
-            assert torch.isfinite(mod(x)).all()
+            assert torch.isfinite(isca_strips(mod, x)).all()
 
 
 @pytest.mark.parametrize('heads', [1, 3])
@@ -87,7 +90,7 @@ def test_isca_is_scale_equivariant(heads):
     for s in (1e-4, 1e3):
         torch.testing.assert_close(mod(s * x), s * ref, rtol=1e-4, atol=1e-6 * s)
         with torch.no_grad():
-            torch.testing.assert_close(mod(s * x), s * ref, rtol=1e-4, atol=1e-6 * s)
+            torch.testing.assert_close(isca_strips(mod, s * x), s * ref, rtol=1e-4, atol=1e-6 * s)
 
 
 def test_isca_heads_must_divide_dim():
@@ -107,12 +110,10 @@ def test_fefn_matches_eq3_with_cswa_shortcut():
 
 def test_fefn_defaults_and_smallest_width():
     mod = FeatureEnhancingFFN(10)
-    assert mod.shortcut == 'spatial' and mod.proj.in_features == 26 and mod.channel_dw.bias is None  # alpha 2.6
-    assert FeatureEnhancingFFN(10, shortcut='channel').shortcut == 'channel'
+    assert mod.proj.in_features == 26 and mod.channel_dw.bias is None  # alpha 2.6
+    x1, x2 = torch.randn(1, 2, 3, 10), torch.randn(1, 2, 3, 10)
+    assert mod.shortcut_of(x1, x2) is x1 and AuthorsFEFN(10).shortcut_of(x1, x2) is x2
     assert FeatureEnhancingFFN(1, 1.0).proj.in_features == 1  # one hidden channel is enough
     with pytest.raises(ValueError) as err:
         FeatureEnhancingFFN(10, 0.05)
     assert str(err.value) == 'FEFN expansion 0.05 gives no hidden channels for dim 10'
-    with pytest.raises(ValueError) as err:
-        FeatureEnhancingFFN(10, shortcut='x1')
-    assert str(err.value) == "FEFN shortcut must be 'spatial' (Eq. 3) or 'channel' (authors' code), got 'x1'"

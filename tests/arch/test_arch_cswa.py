@@ -7,8 +7,10 @@ import pytest
 import torch
 
 import mpt_arch.cswa as cswa_module
-import mpt_arch.row_strips as row_strips
+import mpt_arch.inference.strips as row_strips
+from mpt_arch.authors_compat import AuthorsCSWA
 from mpt_arch.cswa import CrossScaleWindowAttention, scale_ratio
+from mpt_arch.inference.cswa_regions import cswa_regions
 from mpt_arch.region_geometry import build_region_layout
 
 M = 4
@@ -54,7 +56,7 @@ def _naive_cswa(mod, x):
     key_real = pad(torch.ones(hk, wk, dtype=torch.bool), (0, wkp - wk, 0, hkp - hk)).roll((-sk, -sk), (0, 1))
     wq_y, wq_x, wk_y, wk_x = _wrapped(hp, sq), _wrapped(wp, sq), _wrapped(hkp, sk), _wrapped(wkp, sk)
     temp = mod.logit_scale.clamp(max=torch.log(torch.tensor(100.0))).exp()
-    bias = mod._bias()  # heads, M^2, M^2
+    bias = mod.position_bias()  # heads, M^2, M^2
     out = torch.zeros_like(q)
     for i in range(hp // m):
         for j in range(wp // m):
@@ -85,9 +87,10 @@ def test_one_to_many_pairing_matches_window_loop(monkeypatch, scale, shifted, si
     ref = _naive_cswa(mod, x) + res
     with torch.no_grad():
         torch.testing.assert_close(mod(x, residual=res), ref, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(mod(x), ref - res, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(cswa_regions(mod, x, res), ref, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(cswa_regions(mod, x), ref - res, rtol=1e-4, atol=1e-5)
         monkeypatch.setattr(row_strips, 'STRIP_BYTES', 1)
-        torch.testing.assert_close(mod(x, residual=res), ref, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(cswa_regions(mod, x, res), ref, rtol=1e-4, atol=1e-5)
         monkeypatch.undo()
     out = mod(x, residual=res)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
@@ -159,7 +162,7 @@ def test_explicit_path_equals_sdpa_path(monkeypatch, scale, shifted, size, budge
     mod = _module(scale, shifted)
     x = torch.randn(2, *size, 8)
     with torch.no_grad():
-        fast = mod(x)
+        fast = cswa_regions(mod, x)
         mod.keep_attention = True
         slow = mod(x)
     torch.testing.assert_close(slow, fast, rtol=1e-4, atol=1e-5)
@@ -223,7 +226,6 @@ def test_locality_of_region(scale, shifted):
 
 @pytest.mark.parametrize('kwargs, message', [
     (dict(scale=0.3), 'CSWA scale must be 1/2^k (1, 1/2, 1/4, 1/8, ...), got 0.3'),
-    (dict(pairing='grid'), "CSWA pairing must be 'region' (paper) or 'raster' (authors' code), got 'grid'"),
     (dict(dim=9), 'CSWA dim 9 is not divisible by heads 2'),
     (dict(window_size=0), 'window_size must be an even integer >= 2, got 0'),
     (dict(window_size=3), 'window_size must be an even integer >= 2, got 3'),
@@ -241,7 +243,7 @@ def test_constructor_errors_name_the_value(kwargs, message):
 def test_printed_settings():
     """The module's printout (``print(net)``) names its scale, window and the switches that differ from the paper."""
     assert CrossScaleWindowAttention(8, 2, 0.25, M).extra_repr() == f'dim=8, heads=2, scale=1/4, M={M}, shifted=False'
-    off = CrossScaleWindowAttention(4, 1, 1.0, 2, shifted=True, npconv=False, pairing='raster')
+    off = AuthorsCSWA(4, 1, 1.0, 2, shifted=True, npconv=False)
     assert off.extra_repr() == "dim=4, heads=1, scale=1/1, M=2, shifted=True, npconv=False, pairing='raster'"
     assert 'scale=1/2, M=' in repr(CrossScaleWindowAttention(8, 2, 0.5, M))
     paper = CrossScaleWindowAttention(8, 2, 0.5)  # the defaults are the paper's CSWA (Sec. 4.1: M = 8)
@@ -275,6 +277,7 @@ def test_head_counts_match_window_loop(scale, heads):
     ref = _naive_cswa(mod, x)
     with torch.no_grad():
         torch.testing.assert_close(mod(x), ref, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(cswa_regions(mod, x), ref, rtol=1e-4, atol=1e-5)
     mod.train()
     torch.testing.assert_close(mod(x), ref, rtol=1e-4, atol=1e-5)
 
@@ -286,8 +289,9 @@ def test_without_npconv_every_sample_matches_window_loop(monkeypatch):
     ref = _naive_cswa(mod, x)
     with torch.no_grad():
         torch.testing.assert_close(mod(x), ref, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(cswa_regions(mod, x), ref, rtol=1e-4, atol=1e-5)
         monkeypatch.setattr(row_strips, 'STRIP_BYTES', 1)
-        torch.testing.assert_close(mod(x), ref, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(cswa_regions(mod, x), ref, rtol=1e-4, atol=1e-5)
 
 
 def test_learned_temperature_is_capped_at_100():
@@ -298,7 +302,8 @@ def test_learned_temperature_is_capped_at_100():
     for scale in (1000.0, 100.0, 90.0):
         with torch.no_grad():
             mod.logit_scale.fill_(math.log(scale))
-            outputs.append(mod(x))
+            outputs.append(cswa_regions(mod, x))
+            torch.testing.assert_close(mod(x), outputs[-1], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
     assert not torch.allclose(outputs[1], outputs[2], atol=1e-5)
 
@@ -306,7 +311,7 @@ def test_learned_temperature_is_capped_at_100():
 def test_authors_pairing_gradients_match_finite_differences():
     """The authors' pairing regroups the query map into r^2 sub-images; its custom gather backward (the inverse
     index) against finite differences, in float64."""
-    mod = CrossScaleWindowAttention(4, 2, 0.5, 2, True, pairing='raster').double().train()
+    mod = AuthorsCSWA(4, 2, 0.5, 2, True).double().train()
     with torch.no_grad():
         mod.rpb_table.normal_(0, 1)
     x = torch.randn(1, 4, 8, 4, dtype=torch.float64, requires_grad=True)
@@ -336,7 +341,7 @@ def test_initial_parameters():
     table = mod.rpb_table.detach()
     assert table.shape == (225, 8) and 0.017 < float(table.std()) < 0.023
     assert float(table.abs().max()) < 0.2 and 'rp_index' not in mod.state_dict()
-    raster = CrossScaleWindowAttention(16, 8, 0.5, 8, pairing='raster')
+    raster = AuthorsCSWA(16, 8, 0.5, 8)
     assert torch.equal(raster.temperature, torch.ones(8)) and not hasattr(raster, 'logit_scale')
     plain = set(CrossScaleWindowAttention(8, 2, 1, M).state_dict())
     for variant in ('conv', 'conv_full', 'maxpool', 'no_linear'):

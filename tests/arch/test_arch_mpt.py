@@ -99,7 +99,9 @@ def test_folder_is_self_contained_for_drop_in():
     allowed = {'torch', 'einops', 'math', 'typing', 'dataclasses', 'contextlib', 'contextvars', '__future__'}
     if folder.parent.name == 'mutants':  # a mutation run's copy (tools/mutation_test.py): mutmut's trampolines
         allowed.add('mutmut')
-    for path in folder.glob('*.py'):
+    paths = sorted(folder.rglob('*.py'))
+    assert any(p.parent.name == 'inference' for p in paths)  # the subpackage is checked too
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 0:
                 names = [node.module]

@@ -4,10 +4,14 @@ scale and shift schedule, the ablation and compatibility switches reaching every
 import pytest
 import torch
 
-import mpt_arch.row_strips as row_strips
+import mpt_arch.inference.strips as row_strips
+from mpt_arch import inference
 from mpt_arch.ablation import FFNVariant
+from mpt_arch.authors_compat import AuthorsCSWA, AuthorsFEFN, AuthorsPyramidSubBlock
 from mpt_arch.cswa import CrossScaleWindowAttention
 from mpt_arch.fefn import FeatureEnhancingFFN
+from mpt_arch.inference import sub_block as sub_block_inference
+from mpt_arch.inference.sub_block import evaluate_sub_block
 from mpt_arch.isca import IntraScaleChannelAttention
 from mpt_arch.pyramid_block import PyramidBlock, PyramidSubBlock
 
@@ -43,10 +47,11 @@ def test_sub_block_is_fig2(monkeypatch, attention, shifted):
     with torch.no_grad():
         ref = ref.detach()
         torch.testing.assert_close(block(x), ref, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(evaluate_sub_block(block, x), ref, rtol=1e-4, atol=1e-5)
         monkeypatch.setattr(row_strips, 'STRIP_BYTES', 1)
-        torch.testing.assert_close(block(x), ref, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(evaluate_sub_block(block, x), ref, rtol=1e-4, atol=1e-5)
         x_before = x.detach().clone()
-        block(x)
+        evaluate_sub_block(block, x)
         assert torch.equal(x, x_before)  # inference writes into its own buffers, never into the input
 
 
@@ -54,12 +59,12 @@ def test_sub_block_branches_and_switches():
     paper = PyramidSubBlock(8, 2, 0.25, 4, True, 2.6)
     assert paper.branches == ('cswa', 'isca') and isinstance(paper.isca, IntraScaleChannelAttention)
     assert (paper.cswa.ratio, paper.cswa.window_size, paper.cswa.shifted, paper.cswa.heads) == (4, 4, True, 2)
-    assert paper.cswa.pairing == 'region' and paper.fefn.shortcut == 'spatial' and type(paper.fefn) is \
+    assert type(paper.cswa) is CrossScaleWindowAttention and paper.cswa.pairing == 'region' and type(paper.fefn) is \
         FeatureEnhancingFFN and paper.fefn.spatial_in.out_features == int(8 * 2.6)
     assert paper.cswa.npconv and paper.cswa.downsample == 'avgpool' and paper.cswa.down is None
     assert PyramidSubBlock(8, 2, 0.5, 4, False, 2.0).fefn.spatial_in.out_features == 16  # alpha reaches FEFN
-    authors = PyramidSubBlock(8, 2, 0.25, 4, True, 2.6, compat='authors')
-    assert authors.cswa.pairing == 'raster' and authors.fefn.shortcut == 'channel'
+    authors = AuthorsPyramidSubBlock(8, 2, 0.25, 4, True, 2.6)
+    assert type(authors.cswa) is AuthorsCSWA and authors.cswa.pairing == 'raster' and type(authors.fefn) is AuthorsFEFN
     wa = PyramidSubBlock(8, 2, 0.25, 4, False, 2.6, attention='wa+wa', downsample='maxpool', npconv=False)
     assert wa.branches == ('cswa', 'cswa2') and (wa.cswa.ratio, wa.cswa2.ratio) == (1, 1)
     assert not wa.cswa.npconv and not wa.cswa2.npconv
@@ -94,39 +99,61 @@ def test_analysis_hooks_take_the_unfused_path():
     block = _randomised(PyramidSubBlock(8, 2, 0.5, 4, True, 2.6))
     x = torch.randn(1, 8, 16, 8)
     with torch.no_grad():
-        fused = block(x)
+        fused = evaluate_sub_block(block, x)
         block.cswa.keep_attention = True
-        explicit = block(x)
+        explicit = evaluate_sub_block(block, x)
     torch.testing.assert_close(explicit, fused, rtol=1e-4, atol=1e-5)
     assert block.cswa.last_attention is not None and isinstance(block.cswa, CrossScaleWindowAttention)
 
 
 def test_inference_memory_paths(monkeypatch):
-    """Inference of the paper's sub-block is fused into FEFN's row loop (no full x1 / x2 maps); other branch pairs
-    let FEFN write its result into the first branch's output (no new full-size buffer). Training takes neither."""
+    """Inference of the paper's sub-block is fused into FEFN's row loop: the result lands in CSWA's output buffer and
+    ISCA's output is never formed as a map; other branch pairs let FEFN write its result into the first branch's
+    output (no new full-size buffer)."""
+    seen = {'cswa': [], 'isca': 0}
+    cswa_regions = sub_block_inference.cswa_regions
+
+    def recording_cswa(*args):
+        out = cswa_regions(*args)
+        seen['cswa'].append(out.data_ptr())
+        return out
+
+    monkeypatch.setattr(sub_block_inference, 'cswa_regions', recording_cswa)
+    monkeypatch.setitem(sub_block_inference.BRANCHES, CrossScaleWindowAttention, recording_cswa)
+    monkeypatch.setitem(sub_block_inference.BRANCHES, IntraScaleChannelAttention,
+                        lambda *a: seen.__setitem__('isca', seen['isca'] + 1) or torch.zeros(0))
     paper = PyramidSubBlock(8, 2, 0.5, 4, True, 2.6)
-    calls = []
-    original = PyramidSubBlock._fused_inference
-    monkeypatch.setattr(PyramidSubBlock, '_fused_inference', lambda self, *a: calls.append(1) or original(self, *a))
     x = torch.randn(1, 8, 16, 8)
     with torch.no_grad():
-        out = paper(x)
-        assert len(calls) == 1
-        paper.cswa.keep_attention = True  # the analysis hooks need CSWA's explicit path
-        paper(x)
-        assert len(calls) == 1
-    paper.cswa.keep_attention = False
-    paper(x)  # training: autograd path
-    assert len(calls) == 1 and out.shape == x.shape
+        out = evaluate_sub_block(paper, x)
+    assert out.data_ptr() == seen['cswa'][-1] and seen['isca'] == 0
+    torch.testing.assert_close(out, paper(x).detach(), rtol=1e-4, atol=1e-5)
 
     pair = PyramidSubBlock(8, 2, 0.5, 4, True, 2.6, attention='cswa+cswa')
-    seen = []
-    pair.cswa.register_forward_hook(lambda module, args, output: seen.append(output.data_ptr()))
     with torch.no_grad():
-        out = pair(x)
-    assert out.data_ptr() == seen[-1]
-    assert pair(x).data_ptr() != seen[-1]  # training keeps the branch output for the backward
+        out = evaluate_sub_block(pair, x)
+    assert out.data_ptr() == seen['cswa'][-2]  # the first branch's buffer (the second branch ran last)
+    torch.testing.assert_close(out, pair(x).detach(), rtol=1e-4, atol=1e-5)
 
 
-def test_block_shifts_by_default():
-    assert [b.cswa.shifted for b in PyramidBlock(8, 2, (1, 1, 1), 4, 2.6).blocks] == [False, True, False]
+def test_mpt_chooses_the_path_once_per_forward(monkeypatch):
+    """One evaluator per forward (row strips for CPU float32 inference, the modules' own forward in training), used
+    by every sub-block."""
+    from mpt_arch import MPT
+
+    chosen, calls = [], []
+    original = inference.evaluator
+
+    def choose(t):
+        evaluate = original(t)
+        chosen.append(evaluate)
+        return None if evaluate is None else (lambda block, x: calls.append(block) or evaluate(block, x))
+
+    monkeypatch.setattr(inference, 'evaluator', choose)
+    net = MPT(in_chans=1, dim=8, num_blocks=(1, 2), heads=(1, 2), scales=((0.5,), (1, 1)), window_size=4)
+    x = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        net(x)
+    assert chosen == [evaluate_sub_block] and len(calls) == 1 + 2 + 1  # encoder, latent, decoder sub-blocks
+    net(x)
+    assert chosen[-1] is None and len(calls) == 4

@@ -1,12 +1,17 @@
-"""Inference evaluation by row strips and region groups (``mpt_arch.row_strips``) equals whole-map evaluation."""
+"""Inference evaluation by row strips and region groups (``mpt_arch.inference``) equals whole-map evaluation."""
+
+import contextlib
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-import mpt_arch.row_strips as row_strips
+import mpt_arch.inference.strips as row_strips
 from mpt_arch import MPT
+from mpt_arch.authors_compat import AuthorsFEFN
 from mpt_arch.fefn import FeatureEnhancingFFN
+from mpt_arch.inference.fefn_strips import fefn_strips
+from mpt_arch.inference.isca_strips import isca_strips
 from mpt_arch.isca import IntraScaleChannelAttention
 
 TINY = dict(in_chans=1, dim=8, num_blocks=(2, 2, 2, 2), heads=(1, 1, 2, 2),
@@ -42,11 +47,10 @@ def test_depthwise_rows_equals_whole_map_conv():
 def test_depthwise_rows_with_gelu(monkeypatch, fuse):
     """Conv + GELU rows equal GELU of the whole-map conv, fused into one oneDNN kernel (when this torch has it) or
     as two ops."""
-    monkeypatch.setattr(row_strips, 'FUSED_KERNELS', fuse)
     monkeypatch.setattr(row_strips, '_fused_available', True)
     conv = torch.nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False)
     x = torch.randn(1, 9, 11, 6)
-    with torch.no_grad():
+    with torch.no_grad(), (contextlib.nullcontext() if fuse else row_strips.countable_kernels()):
         full = F.gelu(conv(x.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             for r0, r1 in [(0, 1), (0, 9), (3, 5), (8, 9)]:
@@ -72,23 +76,23 @@ def test_isca_inference_equals_training_path(small_strips):
     expected = mod(x, residual=res)  # autograd path: whole maps
     torch.testing.assert_close(mod(x), expected - res, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
-        torch.testing.assert_close(mod(x, residual=res), expected, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(mod(x), expected - res, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(isca_strips(mod, x, res), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(isca_strips(mod, x), expected - res, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('shortcut', ['spatial', 'channel'])
 def test_fefn_inference_equals_eq3_and_may_reuse_x1(small_strips, shortcut):
     """Eq. 3 written out (shortcut x1; the authors' code adds x2), against the training path and the row strips."""
-    mod = FeatureEnhancingFFN(10, 2.6, shortcut=shortcut)
+    mod = (FeatureEnhancingFFN if shortcut == 'spatial' else AuthorsFEFN)(10, 2.6)
     x1, x2 = torch.randn(2, 13, 5, 10), torch.randn(2, 13, 5, 10)
     gate = mod.channel_dw(mod.channel_in(mod.norm_channel(x2)).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
     expected = (mod.proj(F.gelu(gate) * mod.spatial_in(mod.norm_spatial(x1))) + (x1 if shortcut == 'spatial'
                                                                                    else x2)).detach()
     torch.testing.assert_close(mod(x1, x2).detach(), expected, rtol=1e-5, atol=1e-5)
     with torch.no_grad():
-        torch.testing.assert_close(mod(x1, x2), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(fefn_strips(mod, x1, x2), expected, rtol=1e-5, atol=1e-5)
         buf = x1.clone()
-        out = mod(buf, x2, reuse_x1=True)
+        out = fefn_strips(mod, buf, x2, out=buf)
     assert out.data_ptr() == buf.data_ptr()
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 

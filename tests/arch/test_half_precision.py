@@ -1,13 +1,13 @@
 """Half precision and memory options: bf16 weights, fp16 ISCA products, the CSWA mask dtype, activation
-checkpointing (network_g.use_checkpoint), and the per-device path choice (row_strips.use_strips)."""
+checkpointing (network_g.use_checkpoint), and the per-device path choice (mpt_arch.inference.use_strips)."""
 
 import pytest
 import torch
 from basicsr.archs import build_network
 
 import mpt_arch  # noqa: F401  (registers MPT)
+from mpt_arch.inference import use_strips
 from mpt_arch.isca import IntraScaleChannelAttention
-from mpt_arch.row_strips import use_strips
 from mpt_plugin.smoke import TINY_MPT
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -77,13 +77,13 @@ def test_the_path_choice_per_device_dtype_and_grad_mode():
 
 
 def test_analysis_and_counting_switches_are_scoped():
-    from mpt_arch import row_strips
     from mpt_arch.cswa import record_attention
+    from mpt_arch.inference.strips import countable_kernels, fused_kernels
 
     net = build_network(dict(TINY_MPT)).eval()
-    with torch.no_grad(), record_attention(net) as layers, row_strips.countable_kernels():
-        assert layers and all(m.keep_attention for _, m in layers) and not row_strips.FUSED_KERNELS
+    with torch.no_grad(), record_attention(net) as layers, countable_kernels():
+        assert layers and all(m.keep_attention for _, m in layers) and not fused_kernels()
         net(torch.rand(1, 1, 16, 16))
         assert all(m.last_attention is not None for _, m in layers)
     assert not any(m.keep_attention or m.last_attention is not None for _, m in layers)
-    assert row_strips.FUSED_KERNELS
+    assert fused_kernels()

@@ -243,14 +243,15 @@ def test_cswa_layer_matches_the_authors_with_large_signed_temperatures(ratio, sh
     spec = importlib.util.spec_from_file_location('authors_mpt_oracle_layer', ORACLE_DIR / 'MPT.py')
     oracle = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(oracle)
-    from mpt_arch.cswa import CrossScaleWindowAttention
+    from mpt_arch.authors_compat import AuthorsCSWA
+    from mpt_arch.inference.cswa_regions import cswa_regions
 
     dim, heads, size = 8, 2, 64
     ref = oracle.Attention(dim, heads, False, [1, 1 / ratio], size, shifted).eval()
     _fixture_tools().randomise(ref, ratio)
     with torch.no_grad():
         ref.temperature[1].copy_(torch.tensor([150.0, -150.0]).view(2, 1, 1))
-    ours = CrossScaleWindowAttention(dim, heads, 1 / ratio, 8, shifted, pairing='raster').eval()
+    ours = AuthorsCSWA(dim, heads, 1 / ratio, 8, shifted).eval()
     state = {'q.weight': ref.q[1].weight, 'q_dw.weight': ref.q_dwconv[1].weight, 'kv.weight': ref.kv[1].weight,
              'kv_dw.weight': ref.kv_dwconv[1].weight, 'proj.weight': ref.project_out[1].weight,
              'rpb_table': ref.relative_position_bias_table, 'temperature': ref.temperature[1].view(-1)}
@@ -260,7 +261,7 @@ def test_cswa_layer_matches_the_authors_with_large_signed_temperatures(ratio, sh
     x = torch.randn(2, dim, size, size // 2)
     with torch.no_grad():
         want = ref(x)[1].permute(0, 2, 3, 1)
-        fast = ours(x.permute(0, 2, 3, 1).contiguous())
+        fast = cswa_regions(ours, x.permute(0, 2, 3, 1).contiguous())
     slow = ours(x.permute(0, 2, 3, 1).contiguous()).detach()
     assert _relative_error(fast, want) < 1e-4 and _relative_error(slow, want) < 1e-4
 

@@ -9,6 +9,7 @@ the same per pixel as evaluating the whole map at once.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from typing import Iterator
 
 import torch
@@ -17,15 +18,6 @@ from torch import nn
 STRIP_BYTES = 16 << 20
 """Target size of the widest float32 intermediate of one strip. Tuned on a 2-core CPU at 256x256: 16 MiB is 7-11 %
 faster than 4 MiB (fewer operators per forward; 8-32 MiB are alike, 0.5 MiB is 60 % slower)."""
-
-
-def use_strips(t: torch.Tensor) -> bool:
-    """The one choice of the evaluation path: row strips for float32 inference on the CPU (no gradient recorded, no
-    autocast), where they keep intermediates in cache; the whole-map path (the training math without autograd) on
-    CUDA, where one large kernel beats many small ones, under autocast (whose casts the strips' buffers of the
-    input's dtype would not match) and for half-precision weights."""
-    return (t.device.type == 'cpu' and t.dtype == torch.float32 and not torch.is_grad_enabled()
-            and not torch.is_autocast_enabled(t.device.type))
 
 
 def strips(height: int, width: int, channels: int, budget: int | None = None) -> Iterator[tuple[int, int]]:
@@ -60,30 +52,34 @@ def depthwise_rows(t: torch.Tensor, conv: nn.Conv2d, r0: int, r1: int, height: i
     return out[:, :, first:first + r1 - r0].permute(0, 2, 3, 1)
 
 
-FUSED_KERNELS = True
-"""Let inference use kernels that ``torch.utils.flop_counter.FlopCounterMode`` does not count (the benchmark turns
-this off for its FLOP count): ``depthwise_rows(..., gelu=True)`` as one oneDNN conv with a GELU post-op on CPU in
-float32 (about 1.1 instead of 1.9 ms per 80-row strip of 104 channels), and FEFN's output projection as an in-place
-``addmm_`` onto its shortcut rows (no copy of them)."""
-_fused_available = True
+_COUNTABLE = contextvars.ContextVar('mpt_countable_kernels', default=False)
+_fused_available = True  # False once this torch's fused op failed (missing or changed): a capability, not a switch
+
+
+def fused_kernels() -> bool:
+    """Whether inference may use kernels that ``torch.utils.flop_counter.FlopCounterMode`` does not count (off inside
+    :func:`countable_kernels`): ``depthwise_rows(..., gelu=True)`` as one oneDNN conv with a GELU post-op on CPU in
+    float32 (about 1.1 instead of 1.9 ms per 80-row strip of 104 channels), and FEFN's output projection as an
+    in-place ``addmm_`` onto its shortcut rows (no copy of them)."""
+    return not _COUNTABLE.get()
 
 
 @contextlib.contextmanager
 def countable_kernels() -> Iterator[None]:
-    """Within the block, inference uses only ops ``FlopCounterMode`` counts (no fused conv + GELU, no ``addmm_``)."""
-    global FUSED_KERNELS
-    previous, FUSED_KERNELS = FUSED_KERNELS, False
+    """Within the block (this thread or task only), inference uses only ops ``FlopCounterMode`` counts (no fused
+    conv + GELU, no ``addmm_``); the benchmark's FLOP count runs inside it."""
+    token = _COUNTABLE.set(True)
     try:
         yield
     finally:
-        FUSED_KERNELS = previous
+        _COUNTABLE.reset(token)
 
 
 def _conv_gelu(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """``GELU(conv(x))`` for an NCHW view ``x``: fused when ``FUSED_KERNELS`` and oneDNN's pointwise convolution
+    """``GELU(conv(x))`` for an NCHW view ``x``: fused when :func:`fused_kernels` and oneDNN's pointwise convolution
     (``torch.ops.mkldnn._convolution_pointwise``, the op Inductor uses) is there; two ops otherwise."""
     global _fused_available
-    if FUSED_KERNELS and _fused_available and x.device.type == 'cpu' and x.dtype == torch.float32 and \
+    if _fused_available and fused_kernels() and x.device.type == 'cpu' and x.dtype == torch.float32 and \
             conv.bias is None and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled:
         try:
             return torch.ops.mkldnn._convolution_pointwise(
