@@ -19,7 +19,8 @@ allocated), on CUDA ``torch.cuda.max_memory_allocated``.
     python -m tools.benchmark --models mpt --variants fp32 bf16 bf16+compile    # precision / compiler rows
 
 ``--variants``: ``fp32`` (eager), ``bf16`` / ``fp16`` (``torch.autocast`` around forward and loss), ``+compile``
-(``nn.Module.compile`` before the warm-up runs, so compilation is not timed). Variant rows are also printed as
+(``nn.Module.compile`` before the warm-up runs, so compilation is not timed), ``+ckpt`` (activation checkpointing
+per sub-block, ``network_g.use_checkpoint``: training memory). Variant rows are also printed as
 ratios to the same model's ``fp32`` row of the run.
 
 ``--authors-net PATH`` (a folder holding the authors' ``MPT.py``, or their repository clone with ``models/MPT.py``)
@@ -54,7 +55,7 @@ MODEL_NOTES = {
     'mpt-tiny': 'MPT of mpt_plugin.smoke.TINY_MPT (dim 8): smoke runs only',
 }
 MODELS = ('mpt', 'swinir', 'mpt-authors', 'authors', 'mpt-tiny')
-VARIANTS = ('fp32', 'bf16', 'fp16', 'fp32+compile', 'bf16+compile', 'fp16+compile')
+VARIANTS = ('fp32', 'bf16', 'fp16', 'fp32+compile', 'bf16+compile', 'fp16+compile', 'fp32+ckpt', 'bf16+ckpt')
 
 
 def authors_mpt_file(path: str) -> str:
@@ -154,7 +155,11 @@ def worker(task: dict) -> dict:
     result = {'params': sum(p.numel() for p in model.parameters())}
     variant = task.get('variant', 'fp32')
     amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(variant.split('+')[0])
-    if variant.endswith('+compile'):
+    if '+ckpt' in variant:  # activation checkpointing per sub-block (network_g.use_checkpoint)
+        for module in model.modules():
+            if hasattr(module, 'use_checkpoint'):
+                module.use_checkpoint = True
+    if '+compile' in variant:
         model.compile()
 
     def autocast():
@@ -165,7 +170,7 @@ def worker(task: dict) -> dict:
         from torch.utils.flop_counter import FlopCounterMode
 
         from mpt_arch.cswa import record_attention
-        from mpt_arch.row_strips import countable_kernels
+        from mpt_arch.inference import countable_kernels
 
         x = torch.rand(1, 3, h, w, device=device)
         counter = FlopCounterMode(display=False)
