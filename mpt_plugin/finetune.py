@@ -15,7 +15,12 @@ images are procedural fluorescence-like scenes (:mod:`mpt_data.scenes`).
 * Length: a short timing of the network's training step sets the iteration count that fits ``--minutes`` (the
   cosine schedule then ends with the run); the plan is saved in ``<out>/finetune_plan.yml``, so ``--auto_resume``
   continues the same run after an interruption. BasicSR logs the progress with an ETA.
-* Output: ``model.pth`` (the fine-tuned weights), ``model.yml`` (the option file it was trained with: network and
+* Scale: the images are used at their own pixel size (no rescaling augmentation), the one the PSF is computed
+  for; up-scaled crops would also teach the network softer targets.
+* Learning rate: :data:`FINETUNE_LR` (a tenth of the starter recipe's 2e-3 peak, over 5 % warm-up, cosine to a
+  tenth of it): fine-tuning a trained model at a training run's rate first undoes what it learned.
+* Output: ``model.pth`` (the fine-tuned weights, or the starter model's when the fine-tune ends below it on
+  validation), ``model.yml`` (the option file it was trained with: network and
   intensity normalisation for ``mpt-deblur``), ``model.md`` (a model card: optics, data, iterations, validation
   PSNR of the input, the starter model and the fine-tuned model), and the BasicSR run in ``experiments/``.
 """
@@ -29,6 +34,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 PLAN = 'finetune_plan.yml'
+FINETUNE_LR = 2.0e-4
 RUN = 'finetune'
 
 
@@ -115,7 +121,7 @@ def plan_options(args: argparse.Namespace, files: List[str], kind: str, total_it
     if CHANNELS[kind] == 1:
         common['to_gray'] = True
     train = {**common, 'name': 'finetune_train', 'gt_size': base['datasets']['train']['gt_size'],
-             'use_scale': True, 'scale_range': [0.75, 1.25], 'use_hflip': True, 'use_vflip': True, 'use_rot': True,
+             'use_scale': False, 'use_hflip': True, 'use_vflip': True, 'use_rot': True,
              'use_shuffle': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': 8, 'dataset_enlarge_ratio': 1000,
              'prefetch_mode': None, 'cache_images': True}
     val = {**common, 'name': 'finetune_val', 'pairs_per_image': 4, 'val_seed': 1, 'val_crop': 128}
@@ -132,11 +138,11 @@ def plan_options(args: argparse.Namespace, files: List[str], kind: str, total_it
         'datasets': {'train': train, 'val': val}, 'network_g': dict(base['network_g']),
         'path': {'pretrain_network_g': starter.weights, 'param_key_g': 'params', 'strict_load_g': True,
                  'resume_state': None},
-        'train': {'ema_decay': 0, 'optim_g': {'type': 'AdamW', 'lr': 5.0e-4, 'betas': [0.9, 0.999],
+        'train': {'ema_decay': 0, 'optim_g': {'type': 'AdamW', 'lr': FINETUNE_LR, 'betas': [0.9, 0.999],
                                               'weight_decay': 1.0e-4},
                   'scheduler': {'type': 'CosineAnnealingRestartLR', 'periods': [total_iter], 'restart_weights': [1],
-                                'eta_min': 5.0e-5},
-                  'total_iter': total_iter, 'warmup_iter': -1,
+                                'eta_min': FINETUNE_LR / 10},
+                  'total_iter': total_iter, 'warmup_iter': max(1, total_iter // 20),
                   'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}},
         'val': {'val_freq': max(1, total_iter // 2), 'save_img': False,
                 'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False}}},
@@ -144,6 +150,20 @@ def plan_options(args: argparse.Namespace, files: List[str], kind: str, total_it
                    'use_tb_logger': False},
         'dist_params': {'backend': 'gloo', 'port': 29500},
     }
+
+
+def release_basicsr_logger() -> None:
+    """Undo what building a network did to BasicSR's logger: the first ``get_root_logger`` call of a process sets it
+    up and later calls return it unchanged, so without this the training run would get neither its log file nor its
+    progress lines (the timing's ``build_network`` made that first call, without a file and at level WARNING)."""
+    import logging
+
+    from basicsr.utils import logger as basicsr_logger
+
+    log = logging.getLogger('basicsr')
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+    basicsr_logger.initialized_logger.pop('basicsr', None)
 
 
 def seconds_per_iteration(opt: Dict[str, Any]) -> float:
@@ -163,7 +183,7 @@ def seconds_per_iteration(opt: Dict[str, Any]) -> float:
         (net(x) - x).abs().mean().backward()
         optim.step()
         times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2] * 1.25  # + data synthesis and logging
+    return sorted(times)[len(times) // 2] * 1.05  # + data synthesis and logging
 
 
 def validation_psnr(opt: Dict[str, Any], weights: str, param_key: Optional[str]) -> Tuple[float, float]:
@@ -221,6 +241,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     handle.write(''.join(f'{f}\n' for f in listed))
             opt = plan_options(args, files, kind, 10)
             per_iter = seconds_per_iteration(opt)
+            release_basicsr_logger()
             total = args.iters or max(10, int(args.minutes * 60 * 0.9 / per_iter))
             opt = plan_options(args, files, kind, total)
             print(f'mpt-finetune: starter model {kind}, {len(train_files) or "procedural"} training image(s), '
@@ -237,7 +258,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         finally:
             os.chdir(cwd)
         weights = os.path.join(out, 'experiments', RUN, 'models', 'net_g_latest.pth')
-        shutil.copyfile(weights, os.path.join(out, 'model.pth'))
         model_opt = {k: v for k, v in opt.items() if k in ('name', 'model_type', 'scale', 'network_g', 'datasets')}
         with open(os.path.join(out, 'model.yml'), 'w', encoding='utf-8') as handle:
             dump_options(model_opt, handle)
@@ -246,9 +266,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         kind = 'gray' if CHANNELS['gray'] == opt['network_g']['in_chans'] else 'rgb'
         source, starter = validation_psnr(opt, starter_model(kind).weights, 'params')
         _, tuned = validation_psnr(opt, weights, 'params')
+        kept = weights if tuned >= starter else starter_model(kind).weights  # never ship a model worse than its start
+        shutil.copyfile(kept, os.path.join(out, 'model.pth'))
         write_card(out, args, opt, kind, source, starter, tuned)
         print(f'mpt-finetune: validation PSNR: input {source:.2f} dB, starter {starter:.2f} dB, fine-tuned '
-              f'{tuned:.2f} dB ({tuned - starter:+.2f} dB). Deblur with: mpt-deblur -opt {out}/model.yml '
+              f'{tuned:.2f} dB ({tuned - starter:+.2f} dB).' + ('' if kept == weights else
+              ' The fine-tune did not beat the starter model on validation: model.pth is the starter model (the '
+              f'fine-tuned weights stay in {weights}).') + f' Deblur with: mpt-deblur -opt {out}/model.yml '
               f'-w {out}/model.pth -i IN -o OUT', file=sys.stderr)
     except (OSError, ValueError) as err:
         print(f'mpt-finetune: error: {err}', file=sys.stderr)
@@ -276,6 +300,9 @@ def write_card(out: str, args: argparse.Namespace, opt: Dict[str, Any], kind: st
         '## Validation PSNR (dB, normalised intensities)', '',
         '| input | starter model | fine-tuned |', '|---|---|---|',
         f'| {source:.2f} | {starter:.2f} | {tuned:.2f} |', '',
+        ('`model.pth` holds the fine-tuned weights.' if tuned >= starter else
+         '`model.pth` holds the **starter model**: the fine-tune ended below it on validation (its weights are in '
+         f'`experiments/{RUN}/models/net_g_latest.pth`).'), '',
         '## Limits', '',
         '- Trained on synthetic blur of this PSF family: blur or noise outside these ranges is not covered.',
     ]

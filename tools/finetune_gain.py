@@ -64,6 +64,11 @@ def finetune(sharp: str, out: str, minutes: float) -> float:
     return time.time() - start
 
 
+def tuned_weights(model_dir: str) -> str:
+    """The fine-tune's own last weights (``model.pth`` is the starter's when the fine-tune lost on validation)."""
+    return osp.join(model_dir, 'experiments', 'finetune', 'models', 'net_g_latest.pth')
+
+
 def score(test: str, model_dir: str, pairs_per_image: int = 2) -> Dict[str, List[float]]:
     """PSNR per test pair: ``input``, ``starter`` (shipped) and ``fine-tuned``."""
     from mpt_data.synthetic_defocus_dataset import SyntheticDefocusDataset
@@ -78,7 +83,7 @@ def score(test: str, model_dir: str, pairs_per_image: int = 2) -> Dict[str, List
                                   'pairs_per_image': pairs_per_image, 'val_seed': 7, 'val_crop': 256})
     starter_net, starter_opt, starter_norm, _ = StarterNetworks().get('gray')
     opt_file = osp.join(model_dir, 'model.yml')
-    tuned_net, tuned_opt = load_weights(osp.join(model_dir, 'model.pth'), opt_file)
+    tuned_net, tuned_opt = load_weights(tuned_weights(model_dir), opt_file)
     tuned_norm = inference_normalization(opt_file)
     out: Dict[str, List[float]] = {'input': [], 'starter': [], 'fine-tuned': []}
     for i in range(len(ds)):
@@ -105,6 +110,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     torch.set_grad_enabled(False)
     psnrs = score(paths['test'], model_dir)
     mean = {k: float(np.mean(v)) for k, v in psnrs.items()}
+    with open(osp.join(model_dir, 'model.pth'), 'rb') as a, open(tuned_weights(model_dir), 'rb') as b:
+        kept = 'the fine-tuned weights' if a.read() == b.read() else 'the starter model'
     gains = np.array(psnrs['fine-tuned']) - np.array(psnrs['starter'])
     table = [f'mpt-finetune for {wall / 60:.1f} min wall ({os.cpu_count()} CPU cores: '
              f'{wall / 60 * (os.cpu_count() or 1):.0f} CPU-min), scored on {len(gains)} test pairs of '
@@ -113,7 +120,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
              '|---|---|---|---|---|---|',
              f'| mean PSNR (dB) | {mean["input"]:.2f} | {mean["starter"]:.2f} | {mean["fine-tuned"]:.2f} | '
              f'{mean["fine-tuned"] - mean["starter"]:+.2f} | {mean["fine-tuned"] - mean["input"]:+.2f} |', '',
-             f'Per pair, fine-tuned - starter: min {gains.min():+.2f}, max {gains.max():+.2f} dB.']
+             f'Per pair, fine-tuned - starter: min {gains.min():+.2f}, max {gains.max():+.2f} dB.',
+             '', f'mpt-finetune shipped as model.pth: {kept} (chosen by its own validation on held-out --sharp '
+             'images).']
     report = '\n'.join(table)
     print(report)
     if args.markdown:

@@ -36,6 +36,19 @@ def test_finetune_writes_a_model_that_mpt_deblur_uses(tmp_path):
     card = (out / 'model.md').read_text()
     assert 'NA 0.75' in card and '| input | starter model | fine-tuned |' in card and 'held-out images' in card
     assert 'starter model gray' in res.stderr and 'validation PSNR: input' in res.stderr
+    assert 'eta:' in res.stderr and 'iter:' in res.stderr  # BasicSR's progress lines with a time estimate
+    assert list((out / 'experiments' / 'finetune').glob('train_finetune_*.log'))  # and the run's log file
+    # model.pth is the better of the fine-tune and the starter on validation, and the card says which
+    from mpt_deploy.starter_models import starter_model
+
+    shipped = (out / 'model.pth').read_bytes()
+    tuned = (out / 'experiments' / 'finetune' / 'models' / 'net_g_latest.pth').read_bytes()
+    starter, finetuned = (float(v) for v in card.split('| input | starter model | fine-tuned |')[1]
+                          .split('\n')[2].strip('| ').split(' | ')[1:])
+    if finetuned >= starter:
+        assert shipped == tuned and '`model.pth` holds the fine-tuned weights.' in card
+    else:
+        assert shipped == open(starter_model('gray').weights, 'rb').read() and 'holds the **starter model**' in card
     assert load_options(str(out / 'finetune_plan.yml'))['train']['total_iter'] == 2
     deblur = subprocess.run(['mpt-deblur', '-opt', str(out / 'model.yml'), '-w', str(out / 'model.pth'), '-i',
                              str(tmp_path / 'sharp' / 's0.tif'), '-o', str(tmp_path / 'deblurred')], env=ENV,
