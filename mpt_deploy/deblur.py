@@ -35,7 +35,7 @@ import argparse
 import os
 import sys
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 from mpt_deploy.inference import CHANNEL_POLICIES, CLIP_POLICIES
 from mpt_deploy.model_loading import add_network_arguments
@@ -59,6 +59,19 @@ def list_inputs(path: str) -> List[str]:
 # --- command line ---------------------------------------------------------------------------------------------
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """``--help`` as plain text with every default shown."""
+
+
+def _tile_size(text: str) -> Union[int, str]:
+    """``--tile``: ``auto`` or a size in pixels >= 0."""
+    if text == 'auto':
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a number of pixels, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be >= 0 (0 = whole image at once), got {value}')
+    return value
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -95,7 +108,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--compile', action='store_true',
                         help='compile the network with torch.compile before the first image (a GPU option; the first '
                         'tile of each size pays the compilation)')
-    parser.add_argument('--tile', type=int, default=512, help='tile size in pixels; 0 = whole image at once')
+    parser.add_argument('--tile', type=_tile_size, default='auto',
+                        help='tile size in pixels; 0 = whole image at once; auto: the whole image when it fits half '
+                        'the free memory, else the largest tile that does (batches of tiles on CUDA)')
     parser.add_argument('--overlap', type=int, default=32, help='blending width between tiles')
     parser.add_argument('--context', type=int, default=32, help='discarded margin at inner tile edges')
     parser.add_argument('--overwrite', action='store_true',
@@ -108,11 +123,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error('the starter models bring their own normalisation; --normalize/--norm-* need -w.')
     if args.weights and args.starter != 'auto':
         parser.error('--starter chooses a shipped starter model; it cannot be combined with -w.')
-    if args.tile < 0:
-        parser.error(f'--tile must be >= 0 (0 = whole image at once), got {args.tile}.')
     if args.overlap < 0 or args.context < 0:
         parser.error(f'--overlap and --context must be >= 0, got {args.overlap} and {args.context}.')
-    if args.tile > 0 and args.tile <= args.overlap + 2 * args.context:
+    if args.tile != 'auto' and 0 < args.tile <= args.overlap + 2 * args.context:
         parser.error(f'--tile {args.tile} must exceed --overlap + 2 * --context = '
                      f'{args.overlap + 2 * args.context} (or be 0).')
     if args.axes:
@@ -155,7 +168,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from mpt_deploy.safe_output import write_output
     from mpt_deploy.stacks import colour_axis, read_image_file, write_image_file
     from mpt_deploy.starter_models import KINDS, StarterNetworks, starter_model
-    from mpt_deploy.tiling import count_tiles
+    from mpt_deploy.tiling import auto_tile, count_tiles, tile_batch
 
     option_errors = (OptionError, OptionFileError, UnsafeOptionError)
     if args.device == 'auto':
@@ -200,14 +213,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 net.compile()  # in place: the same module, its calls compiled
             in_chans = network_in_chans(network_opt)
             h, w = image.data.shape[image.axes.index('Y')], image.data.shape[image.axes.index('X')]
-            total = count_tiles(h, w, args.tile, args.overlap, args.context) * network_inputs(
+            device = torch.device(args.device)
+            tile, batch = (auto_tile(net, h, w, device, args.overlap, args.context) if args.tile == 'auto' else
+                           (args.tile, tile_batch(net, args.tile, h, w, device, args.overlap, args.context)))
+            total = count_tiles(h, w, tile, args.overlap, args.context) * network_inputs(
                 image, in_chans, args.channels)
             with tqdm(total=total, desc=os.path.basename(path), unit='tile', file=sys.stderr) as bar:
                 clipped: dict = {}
                 amp = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(args.amp)
                 with torch.autocast(args.device, dtype=amp or torch.bfloat16, enabled=amp is not None):
-                    out = deblur_image(net, image, norm, in_chans, args.channels, args.tile, args.overlap, args.context,
-                                       args.device, progress=bar.update, clip=args.clip, clipped=clipped)
+                    out = deblur_image(net, image, norm, in_chans, args.channels, tile, args.overlap, args.context,
+                                       args.device, progress=bar.update, clip=args.clip, clipped=clipped,
+                                       batch=batch)
             write_output(out_path, lambda tmp: write_image_file(tmp, image, out))  # noqa: B023 - called at once
             if clipped.get('low') or clipped.get('high'):
                 info = np.iinfo(out.dtype)

@@ -58,12 +58,13 @@ def network_inputs(image, in_chans: Optional[int], policy: str = 'auto') -> int:
 def deblur_plane(net, plane: np.ndarray, path: str, norm, in_chans: Optional[int] = None, policy: str = 'auto',
                  tile: int = 512, overlap: int = 32, context: int = 32, device: str = 'cpu',
                  progress: Optional[Callable[[int], None]] = None, clip: str = 'dtype',
-                 clipped: Optional[Dict[str, int]] = None) -> np.ndarray:
+                 clipped: Optional[Dict[str, int]] = None, batch: int = 1) -> np.ndarray:
     """Deblur one ``H x W x C`` plane (alpha, the 4th of 4 channels, passed through); same shape and dtype out.
 
     Each network input gets the map ``norm`` computes from it alone; the output is mapped back by its inverse.
     ``clip`` (:data:`CLIP_POLICIES`): ``dtype`` rounds integer outputs and clips them to the dtype's range (the
-    clipped values are counted in ``clipped``); ``none`` returns float32 in the input's units, unclipped.
+    clipped values are counted in ``clipped``); ``none`` returns float32 in the input's units, unclipped. ``tile``,
+    ``overlap``, ``context``, ``batch``: :func:`mpt_deploy.tiling.tiled_forward`.
     """
     import torch
 
@@ -79,7 +80,7 @@ def deblur_plane(net, plane: np.ndarray, path: str, norm, in_chans: Optional[int
         imap = norm.map_for(group, path)
         tensor = torch.from_numpy(np.ascontiguousarray(imap.forward(group).transpose(2, 0, 1)))[None]
         result = tiled_forward(net, tensor, tile=tile, overlap=overlap, context=context, device=torch.device(device),
-                               progress=progress)[0].numpy().transpose(1, 2, 0)
+                               progress=progress, batch=batch)[0].numpy().transpose(1, 2, 0)
         if not np.isfinite(result).all():
             raise DeblurError(f'{path!r}: the network produced NaN or infinite values; nothing was written.')
         outs.append(imap.inverse(result, out_dtype, clipped))
@@ -92,7 +93,7 @@ def deblur_plane(net, plane: np.ndarray, path: str, norm, in_chans: Optional[int
 def deblur_image(net, image, norm, in_chans: Optional[int] = None, policy: str = 'auto', tile: int = 512,
                  overlap: int = 32, context: int = 32, device: str = 'cpu',
                  progress: Optional[Callable[[int], None]] = None, clip: str = 'dtype',
-                 clipped: Optional[Dict[str, int]] = None) -> np.ndarray:
+                 clipped: Optional[Dict[str, int]] = None, batch: int = 1) -> np.ndarray:
     """Deblur every plane of an :class:`~mpt_deploy.stacks.ImageFile`; returns data of the same shape and dtype
     (float32 with ``clip='none'``); see :func:`deblur_plane`."""
     from mpt_deploy.stacks import colour_axis, from_planes, planes
@@ -102,5 +103,5 @@ def deblur_image(net, image, norm, in_chans: Optional[int] = None, policy: str =
     out = np.empty(flat.shape, np.float32 if clip == 'none' else flat.dtype)
     for i in range(flat.shape[0]):
         out[i] = deblur_plane(net, flat[i], image.path, norm, in_chans, policy, tile, overlap, context, device,
-                              progress, clip, clipped)
+                              progress, clip, clipped, batch)
     return from_planes(out, layout)

@@ -37,7 +37,7 @@ def test_help_is_plain_text_with_defaults(capsys):
     text = capsys.readouterr().out
     assert '``' not in text and text.startswith('usage: mpt-deblur')
     flat = ' '.join(text.split())  # argparse wraps lines
-    assert 'tile size in pixels; 0 = whole image at once (default: 512)' in flat and '(default: auto)' in flat
+    assert 'tile size in pixels; 0 = whole image at once; auto:' in flat and '(default: auto)' in flat
 
 
 def test_an_empty_file_is_named_as_empty(tmp_path):

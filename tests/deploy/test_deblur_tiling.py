@@ -69,3 +69,41 @@ def test_invalid_tiling_arguments_are_rejected():
         tiled_forward(net, torch.rand(1, 3, 64, 64), tile=16, overlap=8, context=4)
     with pytest.raises(ValueError, match='1 x C x H x W'):
         tiled_forward(net, torch.rand(3, 64, 64), tile=32)
+
+
+@pytest.mark.parametrize('batch', [2, 3, 100])
+def test_batched_tiles_equal_one_at_a_time(batch):
+    """Tiles in batches (CUDA's path; on the CPU the same code without the asynchronous copy) blend to the same
+    output, with fewer network calls and the progress counted per tile."""
+    net = _Recorder().eval()
+    image = torch.rand(1, 3, 70, 53)
+    single = tiled_forward(net, image, tile=32, overlap=8, context=4)
+    calls = len(net.sizes)
+    net.sizes.clear()
+    done = []
+    batched = tiled_forward(net, image, tile=32, overlap=8, context=4, batch=batch, progress=done.append)
+    torch.testing.assert_close(batched, single, rtol=0, atol=1e-6)
+    assert len(net.sizes) == -(-calls // batch) and sum(done) == calls == count_tiles(70, 53, 32, 8, 4)
+    with pytest.raises(ValueError, match='batch must be >= 1'):
+        tiled_forward(net, image, tile=32, overlap=8, context=4, batch=0)
+
+
+def test_auto_tile_is_the_whole_image_when_it_fits_else_the_largest_tile_that_does():
+    from mpt_deploy.tiling import BYTES_PER_PIXEL_PER_FEATURE, auto_tile, feature_width, tile_batch
+
+    net = _Recorder()
+    assert feature_width(net) == 8 and feature_width(nn.Identity()) == 64
+    per_pixel = BYTES_PER_PIXEL_PER_FEATURE['cpu'] * 8
+    cpu, cuda = torch.device('cpu'), torch.device('cuda')
+    assert auto_tile(net, 660, 550, cpu, budget=660 * 550 * per_pixel) == (0, 1)  # fits: one call, no seams
+    tile, batch = auto_tile(net, 4000, 3000, cpu, budget=1000 * 1000 * per_pixel)
+    assert (tile, batch) == (992, 1) and tile % 32 == 0  # the largest multiple of 32 within the budget
+    assert auto_tile(net, 4000, 3000, cpu, budget=10 * per_pixel)[0] == 256  # never below MIN_AUTO_TILE
+    four_tiles = 4 * 512 * 512 * 2 * per_pixel  # CUDA's allowance is twice the CPU's
+    assert tile_batch(net, 512, 4000, 3000, cuda, budget=four_tiles) == 4  # on CUDA tiles share the budget
+    assert tile_batch(net, 512, 4000, 3000, cpu, budget=four_tiles) == 1  # the CPU's strip path: one at a time
+    assert tile_batch(net, 512, 500, 400, cuda, budget=four_tiles) == 1  # one tile covers the image
+    assert tile_batch(net, 512, 600, 500, cuda, budget=four_tiles) == 2  # two tiles: both in one batch
+    tile, batch = auto_tile(net, 8000, 300, cuda, budget=four_tiles)
+    assert tile == 1024 and batch == 3  # an elongated image: tiles of 1024 x 300 fill the budget three at a time
+    assert auto_tile(net, 600, 600, cpu, budget=300 * 300 * per_pixel)[0] == 288
