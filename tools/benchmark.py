@@ -55,6 +55,7 @@ MODEL_NOTES = {
     'mpt-tiny': 'MPT of mpt_plugin.smoke.TINY_MPT (dim 8): smoke runs only',
 }
 MODELS = ('mpt', 'swinir', 'mpt-authors', 'authors', 'mpt-tiny')
+VARIANT_MARKS = ('<!-- variants:begin -->', '<!-- variants:end -->')
 VARIANTS = ('fp32', 'bf16', 'fp16', 'fp32+compile', 'bf16+compile', 'fp16+compile', 'fp32+ckpt', 'bf16+ckpt')
 
 
@@ -359,7 +360,9 @@ def main(argv=None) -> int:
     notes.append('GFLOPs: torch.utils.flop_counter (2 per multiply-accumulate, attention matmuls included).')
     print('\n\n'.join(report) + '\n\n' + '\n'.join(notes))
     if args.markdown:
-        write_markdown(args.markdown, report, notes, env, argv)
+        # the variant rows have their own block (performance.md: "Precision and compiler variants")
+        marks = VARIANT_MARKS if variants != ['fp32'] else (MARK_BEGIN, MARK_END)
+        write_markdown(args.markdown, report, notes, env, argv, marks=marks)
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as f:
             json.dump({'environment': env, 'models': MODEL_NOTES, 'results': rows}, f, indent=2)
