@@ -161,6 +161,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import torch
     from tqdm import tqdm
 
+    from mpt_common.compiler import compile_module
     from mpt_common.option_checks import OptionError
     from mpt_common.option_file import OptionFileError, UnsafeOptionError
     from mpt_deploy.inference import DeblurError, deblur_image, network_inputs
@@ -210,7 +211,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(f'mpt-deblur: {path}: starter model {model.kind} ({os.path.basename(model.weights)})',
                       file=sys.stderr)
             if args.compile and getattr(net, '_compiled_call_impl', None) is None:
-                net.compile()  # in place: the same module, its calls compiled
+                compile_module(net)  # in place: the same module, its calls compiled (one graph per tile size)
             in_chans = network_in_chans(network_opt)
             h, w = image.data.shape[image.axes.index('Y')], image.data.shape[image.axes.index('X')]
             device = torch.device(args.device)

@@ -93,15 +93,18 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
 
     def compile_network(self, spec) -> None:
         """``train.compile``: ``true`` or a mapping of :data:`COMPILE_KEYS` compiles ``net_g`` in place with
-        ``torch.compile`` (``nn.Module.compile``: parameter names and checkpoints unchanged). The hand-written
-        backward functions step aside while the compiler traces (:mod:`mpt_arch.custom_backward`)."""
+        ``torch.compile`` (``mpt_common.compiler``: static shapes by default, parameter names and checkpoints
+        unchanged). The hand-written backward functions step aside while the compiler traces
+        (:mod:`mpt_arch.custom_backward`)."""
         if spec in (False, None, 'false'):
             return
         kwargs = {} if spec is True or spec == 'true' else spec
         if not isinstance(kwargs, dict) or set(kwargs) - set(self.COMPILE_KEYS):
             raise ValueError(f'train.compile must be true, false or a mapping of {list(self.COMPILE_KEYS)}, '
                              f'got {spec!r}.')
-        self.get_bare_model(self.net_g).compile(**kwargs)
+        from mpt_common.compiler import compile_module
+
+        compile_module(self.get_bare_model(self.net_g), **kwargs)  # static shapes unless train.compile says else
 
     def init_training_settings(self) -> None:
         train_opt = self.opt['train']

@@ -161,7 +161,9 @@ def worker(task: dict) -> dict:
             if hasattr(module, 'use_checkpoint'):
                 module.use_checkpoint = True
     if '+compile' in variant:
-        model.compile()
+        from mpt_common.compiler import compile_module
+
+        compile_module(model)
 
     def autocast():
         return torch.autocast(device, dtype=amp_dtype, enabled=amp_dtype is not None)

@@ -45,6 +45,14 @@ MODULE_TESTS: Dict[str, Tuple[str, ...]] = {
     'mpt_arch/pyramid_block.py': (
         'tests/arch/test_arch_pyramid_block.py', 'tests/arch/test_arch_blocks.py', 'tests/arch/test_arch_mpt.py',
         'tests/arch/test_ablation_arch.py', 'tests/deploy/test_authors_compat.py'),
+    'mpt_arch/authors_compat.py': (
+        'tests/arch/test_arch_cswa.py', 'tests/arch/test_arch_pyramid_block.py', 'tests/arch/test_arch_strips.py',
+        'tests/deploy/test_authors_compat.py'),
+    'mpt_arch/inference/cswa_regions.py': (
+        'tests/arch/test_arch_cswa.py', 'tests/arch/test_arch_strips.py', 'tests/deploy/test_authors_compat.py'),
+    'mpt_arch/inference/isca_strips.py': ('tests/arch/test_arch_blocks.py', 'tests/arch/test_arch_strips.py'),
+    'mpt_arch/inference/fefn_strips.py': ('tests/arch/test_arch_strips.py', 'tests/arch/test_arch_pyramid_block.py'),
+    'mpt_arch/inference/sub_block.py': ('tests/arch/test_arch_pyramid_block.py', 'tests/arch/test_arch_strips.py'),
     'mpt_arch/mpt_arch.py': (
         'tests/arch/test_arch_mpt.py', 'tests/arch/test_arch_strips.py', 'tests/arch/test_ablation_arch.py',
         'tests/deploy/test_authors_compat.py', 'tests/arch/test_arch_drop_in_modules.py'),

@@ -104,3 +104,17 @@ def test_mpt_deblur_compile_writes_the_eager_result(tmp_path, capsys):
     eager = tifffile.imread(tmp_path / 'eager' / 'a.tif').astype(np.int64)
     compiled = tifffile.imread(tmp_path / 'compiled' / 'a.tif').astype(np.int64)
     assert np.abs(eager - compiled).max() <= 1  # float rounding of fused kernels: at most one count
+
+
+def test_compile_uses_static_shapes_unless_the_options_say_otherwise():
+    """Inductor fails on MPT's training graph with automatic dynamic shapes (paper configuration, torch 2.14):
+    train.compile, mpt-deblur --compile and the benchmark compile through one helper with dynamic=False."""
+    from mpt_common.compiler import compile_module
+
+    class Recorder:
+        def compile(self, **kwargs):
+            self.kwargs = kwargs
+
+    assert compile_module(Recorder()).kwargs == {'dynamic': False}
+    assert compile_module(Recorder(), dynamic=True, mode='max-autotune').kwargs == {'dynamic': True,
+                                                                                     'mode': 'max-autotune'}
