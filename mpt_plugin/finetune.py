@@ -187,25 +187,32 @@ def seconds_per_iteration(opt: Dict[str, Any]) -> float:
 
 
 def validation_psnr(opt: Dict[str, Any], weights: str, param_key: Optional[str]) -> Tuple[float, float]:
-    """(mean PSNR of the inputs, of the network) on the validation pairs, in the normalised units, as BasicSR's."""
+    """(mean PSNR of the inputs, of the network) on the validation pairs, in the images' own units (the dtype's
+    range), the network run as ``mpt-deblur`` runs it: its normalisation computed from each input and inverted.
+
+    Not BasicSR's validation units: under ``input_percentile`` those clip a sharp image's peaks above the blurry
+    input's 99.9th percentile, which is where deblurring concentrates fluorescence."""
     import numpy as np
     import torch
     from basicsr.metrics import calculate_psnr
 
     from mpt_data import SyntheticDefocusDataset
+    from mpt_data.normalization import from_train_options
+    from mpt_deploy.inference import deblur_plane
     from mpt_deploy.model_loading import load_network
 
-    net = load_network(dict(opt['network_g']), weights, param_key)
-    ds = SyntheticDefocusDataset({**opt['datasets']['val'], 'phase': 'val'})
     def psnr(img: np.ndarray, gt: np.ndarray) -> float:
         return float(calculate_psnr(np.clip(img, 0, 1) * 255, np.clip(gt, 0, 1) * 255, 0, input_order='HWC'))
 
+    net = load_network(dict(opt['network_g']), weights, param_key)
+    norm = from_train_options(opt, 'the mpt-finetune plan')
+    ds = SyntheticDefocusDataset({**opt['datasets']['val'], 'phase': 'val', 'normalize': 'dtype'})
     scores: List[Tuple[float, float]] = []
     for i in range(len(ds)):
         pair = ds.pair(i)
         with torch.no_grad():
-            out = net(torch.from_numpy(np.ascontiguousarray(pair.lq.transpose(2, 0, 1)))[None])[0]
-        scores.append((psnr(pair.lq, pair.gt), psnr(out.numpy().transpose(1, 2, 0), pair.gt)))
+            out = deblur_plane(net, pair.lq, pair.name, norm, opt['network_g'].get('in_chans'), tile=0)
+        scores.append((psnr(pair.lq, pair.gt), psnr(out, pair.gt)))
     return float(np.mean([s[0] for s in scores])), float(np.mean([s[1] for s in scores]))
 
 
@@ -297,7 +304,7 @@ def write_card(out: str, args: argparse.Namespace, opt: Dict[str, Any], kind: st
         '## Data', '',
         f'- Sharp images: {args.sharp or "procedural fluorescence-like scenes (mpt_data.scenes)"}.',
         f'- Validation: {held}, never trained on.', '',
-        '## Validation PSNR (dB, normalised intensities)', '',
+        '## Validation PSNR (dB, in the images\' own units)', '',
         '| input | starter model | fine-tuned |', '|---|---|---|',
         f'| {source:.2f} | {starter:.2f} | {tuned:.2f} |', '',
         ('`model.pth` holds the fine-tuned weights.' if tuned >= starter else
