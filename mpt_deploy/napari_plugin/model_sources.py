@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import zipfile
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -114,22 +114,35 @@ class LoadedModel:
             channels, image.path, None if self.spec.starter == 'auto' else self.spec.starter)
         return net, network_opt, norm
 
-    def work(self, image, tile: int) -> int:
+    def _tiling(self, net, image, tile: Union[int, str]) -> Tuple[int, int]:
+        """``(tile, batch)`` as ``mpt-deblur`` resolves ``--tile`` (``'auto'``: from the free memory)."""
+        import torch
+
+        from mpt_deploy.tiling import auto_tile, tile_batch
+
+        h, w = image.data.shape[image.axes.index('Y')], image.data.shape[image.axes.index('X')]
+        device = torch.device(self.device)
+        if tile == 'auto':
+            return auto_tile(net, h, w, device, OVERLAP, CONTEXT)
+        return int(tile), tile_batch(net, int(tile), h, w, device, OVERLAP, CONTEXT)
+
+    def work(self, image, tile: Union[int, str]) -> int:
         """Units of progress :meth:`deblur` reports: network calls (tiles times network inputs), or planes."""
         from mpt_deploy.inference import network_inputs
         from mpt_deploy.model_loading import network_in_chans
         from mpt_deploy.stacks import colour_axis, planes
         from mpt_deploy.tiling import count_tiles
 
-        h, w = image.data.shape[image.axes.index('Y')], image.data.shape[image.axes.index('X')]
         if self._package is not None:
             flat, _ = planes(image.data, image.axes, colour_axis(image.axes, image.data.shape, None))
             return flat.shape[0]
         net, network_opt, _ = self._network_for(image)
-        in_chans = network_in_chans(network_opt)
-        return count_tiles(h, w, tile, OVERLAP, CONTEXT) * network_inputs(image, in_chans, 'auto')
+        tile, _ = self._tiling(net, image, tile)
+        h, w = image.data.shape[image.axes.index('Y')], image.data.shape[image.axes.index('X')]
+        return count_tiles(h, w, tile, OVERLAP, CONTEXT) * network_inputs(image, network_in_chans(network_opt), 'auto')
 
-    def deblur(self, image, tile: int = 512, progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+    def deblur(self, image, tile: Union[int, str] = 'auto',
+               progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
         """The deblurred data of ``image`` (same shape and dtype)."""
         if self._package is not None:
             return self._package.deblur(image, tile, progress)
@@ -137,8 +150,9 @@ class LoadedModel:
         from mpt_deploy.model_loading import network_in_chans
 
         net, network_opt, norm = self._network_for(image)
+        tile, batch = self._tiling(net, image, tile)
         return deblur_image(net, image, norm, network_in_chans(network_opt), 'auto', tile, OVERLAP, CONTEXT,
-                            self.device, progress)
+                            self.device, progress, batch=batch)
 
 
 class PackageModel:
@@ -148,7 +162,9 @@ class PackageModel:
     def __init__(self, deployed, channels: int, path: str, device: str = 'cpu') -> None:
         self.deployed, self.channels, self.path, self.device = deployed, channels, path, device
 
-    def deblur(self, image, tile: int, progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+    def deblur(self, image, tile: Union[int, str], progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+        """Every plane through the package's network; ``tile`` > 0 replaces its tile size (``'auto'`` and 0 keep
+        the exported one)."""
         import torch
 
         from mpt_deploy.stacks import colour_axis, from_planes, planes
@@ -158,7 +174,7 @@ class PackageModel:
         if flat.shape[3] != self.channels:
             raise ModelSourceError(f'{self.path!r} takes {self.channels} channel(s); layer {image.path!r} has '
                                    f'{flat.shape[3]} per plane.')
-        if tile > 0:
+        if isinstance(tile, int) and tile > 0:
             self.deployed.tile = tile
         out = np.empty(flat.shape, np.float32)
         for i in range(flat.shape[0]):

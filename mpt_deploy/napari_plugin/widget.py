@@ -8,9 +8,9 @@ calls; Cancel stops at the next tile; errors become napari notifications. The wo
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Union
 
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
 from qtpy.QtCore import QObject, Signal
 
 from mpt_deploy.napari_plugin.model_sources import (
@@ -63,14 +63,17 @@ class DeblurWidget(Container):
         self.folder = FileEdit(label='model folder', mode='d')
         self.package = FileEdit(label='bioimage.io zip', mode='r', filter='*.zip')
         self.device = ComboBox(label='device', choices=devices(), value='cpu')
+        self.auto_tile = CheckBox(text='tile size from free memory (as mpt-deblur --tile auto)', value=True)
         self.tile = SpinBox(label='tile (0: whole)', min=0, max=16384, step=64, value=512)
         self.run_button = PushButton(text='Deblur')
         self.cancel_button = PushButton(text='Cancel', enabled=False)
         self.progress = ProgressBar(label='progress', min=0, max=1, value=0)
         self.status = Label(label='', value='')
         self.extend([self.image, self.source, self.starter, self.option_file, self.weights, self.folder, self.package,
-                     self.device, self.tile, self.run_button, self.cancel_button, self.progress, self.status])
+                     self.device, self.auto_tile, self.tile, self.run_button, self.cancel_button, self.progress,
+                     self.status])
         self.source.changed.connect(self._show_fields)
+        self.auto_tile.changed.connect(self._show_fields)
         self.run_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
@@ -92,6 +95,7 @@ class DeblurWidget(Container):
         shown = set(PATH_FIELDS[self.source.value])
         for name in ('starter', 'option_file', 'weights', 'folder', 'package'):
             getattr(self, name).visible = name in shown
+        self.tile.visible = not self.auto_tile.value
 
     def spec(self) -> ModelSpec:
         """The model the fields describe (checked: missing files raise :class:`ModelSourceError`)."""
@@ -128,7 +132,8 @@ class DeblurWidget(Container):
             show_error(f'Deblur: {err}')
             return
         self._cancel.clear()
-        self.worker = create_worker(self._job, spec, self.device.value, image, int(self.tile.value),
+        tile = 'auto' if self.auto_tile.value else int(self.tile.value)
+        self.worker = create_worker(self._job, spec, self.device.value, image, tile,
                                     _start_thread=False, _ignore_errors=True)  # errors: _failed
         self.worker.returned.connect(lambda data: self._add_result(layer, data))
         self.worker.errored.connect(self._failed)
@@ -137,7 +142,7 @@ class DeblurWidget(Container):
         self.status.value = f'deblurring {layer.name} ...'
         self.worker.start()
 
-    def _job(self, spec: ModelSpec, device: str, image, tile: int) -> Any:
+    def _job(self, spec: ModelSpec, device: str, image, tile: Union[int, str]) -> Any:
         key = (spec, device)
         if key not in self._models:
             self._models[key] = LoadedModel(spec, device)

@@ -112,6 +112,9 @@ def test_a_three_plane_stack_gives_mpt_deblur_numbers_plane_by_plane(qtbot, view
 def test_cancel_stops_and_adds_nothing(qtbot, viewer, widget, monkeypatch):
     seen = _messages(monkeypatch)
     layer = viewer.add_image(_scene((400, 400)), name='big')
+    assert widget.auto_tile.value and widget.tile.native.isHidden()  # the default: mpt-deblur's --tile auto
+    widget.auto_tile.value = False
+    assert not widget.tile.native.isHidden()  # a fixed tile size is asked for
     widget.tile.value = 128  # 81 tiles: seconds of work
     widget.image.reset_choices()
     widget.image.value = layer
