@@ -169,7 +169,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from mpt_deploy.safe_output import write_output
     from mpt_deploy.stacks import colour_axis, read_image_file, write_image_file
     from mpt_deploy.starter_models import KINDS, StarterNetworks, starter_model
-    from mpt_deploy.tiling import auto_tile, count_tiles, tile_batch
+    from mpt_deploy.tiling import count_tiles, resolve_tile
 
     option_errors = (OptionError, OptionFileError, UnsafeOptionError)
     if args.device == 'auto':
@@ -214,9 +214,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 compile_module(net)  # in place: the same module, its calls compiled (one graph per tile size)
             in_chans = network_in_chans(network_opt)
             h, w = image.data.shape[image.axes.index('Y')], image.data.shape[image.axes.index('X')]
-            device = torch.device(args.device)
-            tile, batch = (auto_tile(net, h, w, device, args.overlap, args.context) if args.tile == 'auto' else
-                           (args.tile, tile_batch(net, args.tile, h, w, device, args.overlap, args.context)))
+            tile, batch = resolve_tile(net, args.tile, h, w, torch.device(args.device), args.overlap, args.context)
             total = count_tiles(h, w, tile, args.overlap, args.context) * network_inputs(
                 image, in_chans, args.channels)
             with tqdm(total=total, desc=os.path.basename(path), unit='tile', file=sys.stderr) as bar:

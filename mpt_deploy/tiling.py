@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -175,6 +175,15 @@ def tile_batch(net: nn.Module, tile: int, height: int, width: int, device: torch
     per_pixel, budget = _memory(net, device, budget)
     batch = max(1, budget // (min(tile, height) * min(tile, width) * per_pixel))
     return int(min(batch, count_tiles(height, width, tile, overlap, context)))
+
+
+def resolve_tile(net: nn.Module, tile: Union[int, str], height: int, width: int, device: torch.device,
+                 overlap: int = 32, context: int = 32) -> Tuple[int, int]:
+    """``(tile, batch)`` for a ``--tile`` value: :func:`auto_tile` for ``'auto'``, else that size and its
+    :func:`tile_batch`."""
+    if tile == 'auto':
+        return auto_tile(net, height, width, device, overlap, context)
+    return int(tile), tile_batch(net, int(tile), height, width, device, overlap, context)
 
 
 def auto_tile(net: nn.Module, height: int, width: int, device: torch.device, overlap: int = 32, context: int = 32,

@@ -152,6 +152,12 @@ def plan_options(args: argparse.Namespace, files: List[str], kind: str, total_it
     }
 
 
+def finetuned_weights(out: str) -> str:
+    """The fine-tune's own last weights in output folder ``out`` (``model.pth`` is a copy of them, or of the
+    starter model when the fine-tune lost on validation)."""
+    return os.path.join(out, 'experiments', RUN, 'models', 'net_g_latest.pth')
+
+
 def release_basicsr_logger() -> None:
     """Undo what building a network did to BasicSR's logger: the first ``get_root_logger`` call of a process sets it
     up and later calls return it unchanged, so without this the training run would get neither its log file nor its
@@ -264,7 +270,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             train_main(['-opt', plan_path] + (['--auto_resume'] if args.auto_resume else []))
         finally:
             os.chdir(cwd)
-        weights = os.path.join(out, 'experiments', RUN, 'models', 'net_g_latest.pth')
+        weights = finetuned_weights(out)
         model_opt = {k: v for k, v in opt.items() if k in ('name', 'model_type', 'scale', 'network_g', 'datasets')}
         with open(os.path.join(out, 'model.yml'), 'w', encoding='utf-8') as handle:
             dump_options(model_opt, handle)

@@ -26,6 +26,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from mpt_plugin.finetune import finetuned_weights
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 OPTICS = {'na': 1.4, 'immersion_index': 1.518, 'wavelength_um': 0.52, 'pixel_size_um': 0.065,
           'defocus_um': [0.0, 2.0]}  # the example of mpt-finetune --help
@@ -64,11 +66,6 @@ def finetune(sharp: str, out: str, minutes: float) -> float:
     return time.time() - start
 
 
-def tuned_weights(model_dir: str) -> str:
-    """The fine-tune's own last weights (``model.pth`` is the starter's when the fine-tune lost on validation)."""
-    return osp.join(model_dir, 'experiments', 'finetune', 'models', 'net_g_latest.pth')
-
-
 def score(test: str, model_dir: str, pairs_per_image: int = 2) -> Dict[str, List[float]]:
     """PSNR per test pair: ``input``, ``starter`` (shipped) and ``fine-tuned``."""
     from mpt_data.synthetic_defocus_dataset import SyntheticDefocusDataset
@@ -83,7 +80,7 @@ def score(test: str, model_dir: str, pairs_per_image: int = 2) -> Dict[str, List
                                   'pairs_per_image': pairs_per_image, 'val_seed': 7, 'val_crop': 256})
     starter_net, starter_opt, starter_norm, _ = StarterNetworks().get('gray')
     opt_file = osp.join(model_dir, 'model.yml')
-    tuned_net, tuned_opt = load_weights(tuned_weights(model_dir), opt_file)
+    tuned_net, tuned_opt = load_weights(finetuned_weights(model_dir), opt_file)
     tuned_norm = inference_normalization(opt_file)
     out: Dict[str, List[float]] = {'input': [], 'starter': [], 'fine-tuned': []}
     for i in range(len(ds)):
@@ -110,7 +107,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     torch.set_grad_enabled(False)
     psnrs = score(paths['test'], model_dir)
     mean = {k: float(np.mean(v)) for k, v in psnrs.items()}
-    with open(osp.join(model_dir, 'model.pth'), 'rb') as a, open(tuned_weights(model_dir), 'rb') as b:
+    with open(osp.join(model_dir, 'model.pth'), 'rb') as a, open(finetuned_weights(model_dir), 'rb') as b:
         kept = 'the fine-tuned weights' if a.read() == b.read() else 'the starter model'
     gains = np.array(psnrs['fine-tuned']) - np.array(psnrs['starter'])
     table = [f'mpt-finetune for {wall / 60:.1f} min wall ({os.cpu_count()} CPU cores: '

@@ -80,6 +80,11 @@ def layer_image(data: Any, rgb: bool, name: str):
     return ImageFile(name, array, axes, False)
 
 
+def _plane_size(image) -> Tuple[int, int]:
+    """``(height, width)`` of an :class:`~mpt_deploy.stacks.ImageFile`'s planes."""
+    return image.data.shape[image.axes.index('Y')], image.data.shape[image.axes.index('X')]
+
+
 class LoadedModel:
     """A model ready to deblur layers (:meth:`deblur`), on ``device``."""
 
@@ -118,13 +123,10 @@ class LoadedModel:
         """``(tile, batch)`` as ``mpt-deblur`` resolves ``--tile`` (``'auto'``: from the free memory)."""
         import torch
 
-        from mpt_deploy.tiling import auto_tile, tile_batch
+        from mpt_deploy.tiling import resolve_tile
 
-        h, w = image.data.shape[image.axes.index('Y')], image.data.shape[image.axes.index('X')]
-        device = torch.device(self.device)
-        if tile == 'auto':
-            return auto_tile(net, h, w, device, OVERLAP, CONTEXT)
-        return int(tile), tile_batch(net, int(tile), h, w, device, OVERLAP, CONTEXT)
+        h, w = _plane_size(image)
+        return resolve_tile(net, tile, h, w, torch.device(self.device), OVERLAP, CONTEXT)
 
     def work(self, image, tile: Union[int, str]) -> int:
         """Units of progress :meth:`deblur` reports: network calls (tiles times network inputs), or planes."""
@@ -138,8 +140,8 @@ class LoadedModel:
             return flat.shape[0]
         net, network_opt, _ = self._network_for(image)
         tile, _ = self._tiling(net, image, tile)
-        h, w = image.data.shape[image.axes.index('Y')], image.data.shape[image.axes.index('X')]
-        return count_tiles(h, w, tile, OVERLAP, CONTEXT) * network_inputs(image, network_in_chans(network_opt), 'auto')
+        return count_tiles(*_plane_size(image), tile, OVERLAP, CONTEXT) * network_inputs(
+            image, network_in_chans(network_opt), 'auto')
 
     def deblur(self, image, tile: Union[int, str] = 'auto',
                progress: Optional[Callable[[int], None]] = None) -> np.ndarray:

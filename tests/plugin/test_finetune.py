@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import tifffile
@@ -40,9 +41,10 @@ def test_finetune_writes_a_model_that_mpt_deblur_uses(tmp_path):
     assert list((out / 'experiments' / 'finetune').glob('train_finetune_*.log'))  # and the run's log file
     # model.pth is the better of the fine-tune and the starter on validation, and the card says which
     from mpt_deploy.starter_models import starter_model
+    from mpt_plugin.finetune import finetuned_weights
 
     shipped = (out / 'model.pth').read_bytes()
-    tuned = (out / 'experiments' / 'finetune' / 'models' / 'net_g_latest.pth').read_bytes()
+    tuned = Path(finetuned_weights(str(out))).read_bytes()
     starter, finetuned = (float(v) for v in card.split('| input | starter model | fine-tuned |')[1]
                           .split('\n')[2].strip('| ').split(' | ')[1:])
     if finetuned >= starter:
