@@ -5,5 +5,7 @@
 * :mod:`~mpt_common.checkpoint`: checkpoints loaded as data (``weights_only``), finiteness checks;
 * :mod:`~mpt_common.option_file`: the safe YAML loader for option files;
 * :mod:`~mpt_common.atomic`: atomic, fsync-ed file writes (checkpoints, deblurred images);
+* :mod:`~mpt_common.tiling`: inference in blended tiles, the tile size from free memory (``mpt-deblur``, the
+  napari widget, validation and ``mpt-test``);
 * :mod:`~mpt_common.malloc_reuse`: glibc setting that keeps freed CPU tensor memory in the process.
 """

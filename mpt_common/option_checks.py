@@ -14,6 +14,7 @@ network is built when an option is wrong. Every problem found is reported at onc
 * ``datasets.*`` of every registered dataset class that declares its options (the plugin's datasets,
   :class:`mpt_data.plugin_dataset.PluginDataset`), and their ``extra_dataset``: unknown keys against the class's
   ``option_keys()`` and missing keys of its ``required_keys()`` (``gt_size`` in training, the data roots);
+* ``val.amp`` and ``val.tile`` of ``model_type: EFCRModel`` (the model class's ``VAL_KEYS``);
 * ``val.metrics`` entries whose registered metric function carries a ``check_options`` (LPIPS: the backbone
   weights, :func:`mpt_metrics.lpips_metric.check_lpips_metrics`).
 
@@ -30,7 +31,8 @@ import inspect
 import re
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
-__all__ = ['OptionError', 'check_options', 'check_dataset_options', 'check_network_options', 'check_train_options']
+__all__ = ['OptionError', 'check_options', 'check_dataset_options', 'check_network_options', 'check_train_options',
+           'check_val_options']
 
 
 class OptionError(ValueError):
@@ -117,10 +119,37 @@ def check_train_options(opt: Dict[str, Any]) -> List[str]:
     reblur = train.get('efcr_reblur')
     if isinstance(reblur, dict):
         problems += _unknown(reblur, model_cls.REBLUR_KEYS, 'train.efcr_reblur')
-    amp = train.get('amp', False)
+    return problems + _amp_problems(train, model_cls, 'train')
+
+
+def _amp_problems(section: Dict[str, Any], model_cls: Any, where: str) -> List[str]:
+    amp = section.get('amp', False)
     if amp not in (False, None, 'false') and amp not in getattr(model_cls, 'AMP_DTYPES', {}):
-        problems.append(f'train.amp: {amp!r} is not one of bf16, fp16, false')
+        return [f'{where}.amp: {amp!r} is not one of bf16, fp16, false']
+    return []
+
+
+def check_val_options(opt: Dict[str, Any]) -> List[str]:
+    """Problems in ``val`` of ``model_type: EFCRModel`` beyond the value kinds: ``val.amp``, ``val.tile``."""
+    val = opt.get('val')
+    model_cls = registered('MODEL_REGISTRY', 'EFCRModel')
+    if opt.get('model_type') != 'EFCRModel' or not isinstance(val, dict) or model_cls is None:
+        return []
+    problems = _amp_problems(val, model_cls, 'val')
+    tile = val.get('tile', 'auto')
+    if isinstance(tile, int) and val_tile_problem(tile):  # other kinds: check_schema's
+        problems.append(f'val.tile: {tile} must be {val_tile_problem(tile)}')
     return problems
+
+
+def val_tile_problem(tile: Any) -> Optional[str]:
+    """What ``val.tile`` must be when ``tile`` is not a valid value (else None)."""
+    from mpt_common.tiling import smallest_tile
+
+    if tile == 'auto' or tile == 0 or (isinstance(tile, int) and not isinstance(tile, bool)
+                                       and tile >= smallest_tile()):
+        return None
+    return f'auto, 0 (the whole image) or a tile size of at least {smallest_tile()} pixels'
 
 
 def check_dataset_options(ds_opt: Dict[str, Any], where: str, phase: Optional[str] = None,
@@ -168,6 +197,7 @@ def check_options(opt: Dict[str, Any], is_train: bool = True, source: str = 'Opt
     problems = schema.problems + check_network_options(opt)
     if is_train:
         problems += check_train_options(opt)
+    problems += check_val_options(opt)
     for name, ds_opt in (opt.get('datasets') or {}).items():
         if isinstance(ds_opt, dict):
             problems += check_dataset_options(ds_opt, f'datasets.{name}', ds_opt.get('phase', name.split('_')[0]),
@@ -354,7 +384,8 @@ def check_schema(opt: Dict[str, Any], is_train: bool = True, required: bool = Tr
     check.section(opt.get('dist_params'), DIST_PARAMS, 'dist_params')
     check.section(opt.get('path'), PATH, 'path', prefixes=True)
     val = opt.get('val')
-    check.section(val, VAL, 'val')
+    model_val_keys = getattr(registered('MODEL_REGISTRY', opt.get('model_type')), 'VAL_KEYS', {}) or {}
+    check.section(val, {**VAL, **model_val_keys}, 'val')
     if isinstance(val, dict) and isinstance(val.get('metrics'), dict):
         for metric_name, metric in val['metrics'].items():
             where = f'val.metrics.{metric_name}'

@@ -6,7 +6,7 @@ the package (deepImageJ, napari, ``bioimageio.core``) needs no pre- or postproce
 1. the :mod:`mpt_data.normalization` map of the **whole tensor it receives** (per sample): ``input_percentile``
    (``np.percentile``-style linear interpolation, unclipped), ``dtype`` (divide by the input dtype's maximum) or
    ``fixed`` (divide by ``norm_max``, clipped);
-2. the network, tile by tile with the blending of :mod:`mpt_deploy.tiling` (same ``tile``/``overlap``/``context``);
+2. the network, tile by tile with the blending of :mod:`mpt_common.tiling` (same ``tile``/``overlap``/``context``);
 3. the inverse map, clipped to the range of the input dtype, as float32 in the input's units (the bioimage.io
    convention: consumers cast; unrounded, so every weight format reproduces the test output within float
    tolerance, which rounded integers did not: one unit apart where a value sat on a .5 boundary).
@@ -26,7 +26,7 @@ from torch import nn
 
 
 def _tile_starts(length: int, tile: int, step: int) -> List[int]:
-    """:func:`mpt_deploy.tiling.tile_starts` in TorchScript."""
+    """:func:`mpt_common.tiling.tile_starts` in TorchScript."""
     if tile >= length:
         return [0]
     starts: List[int] = []
@@ -39,7 +39,7 @@ def _tile_starts(length: int, tile: int, step: int) -> List[int]:
 
 
 def _axis_weights(start: int, size: int, length: int, overlap: int, context: int) -> torch.Tensor:
-    """:func:`mpt_deploy.tiling.axis_weights` in TorchScript (float64)."""
+    """:func:`mpt_common.tiling.axis_weights` in TorchScript (float64)."""
     weights = torch.ones(size, dtype=torch.float64)
     ramp = torch.sin(0.5 * math.pi * (torch.arange(overlap, dtype=torch.float64) + 0.5) / max(overlap, 1)) ** 2
     if start > 0:
@@ -72,7 +72,7 @@ class DeployedNet(nn.Module):
         percentiles: low/high percentiles of ``input_percentile``.
         norm_max: divisor of ``fixed``.
         dtype_max: maximum of the input's integer dtype (65535 for uint16): divisor of ``dtype``, clip of the output.
-        tile, overlap, context: tiling of :func:`mpt_deploy.tiling.tiled_forward` (``tile <= 0``: whole image).
+        tile, overlap, context: tiling of :func:`mpt_common.tiling.tiled_forward` (``tile <= 0``: whole image).
         out_chans: channels the network returns.
         full_tiles: refuse inputs smaller than ``tile`` (for a network traced at ``tile x tile``).
     """

@@ -164,12 +164,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from mpt_common.compiler import compile_module
     from mpt_common.option_checks import OptionError
     from mpt_common.option_file import OptionFileError, UnsafeOptionError
+    from mpt_common.tiling import count_tiles, resolve_tile
     from mpt_deploy.inference import DeblurError, deblur_image, network_inputs
     from mpt_deploy.model_loading import inference_normalization, load_weights, network_in_chans
     from mpt_deploy.safe_output import write_output
     from mpt_deploy.stacks import colour_axis, read_image_file, write_image_file
     from mpt_deploy.starter_models import KINDS, StarterNetworks, starter_model
-    from mpt_deploy.tiling import count_tiles, resolve_tile
 
     option_errors = (OptionError, OptionFileError, UnsafeOptionError)
     if args.device == 'auto':

@@ -64,11 +64,11 @@ def deblur_plane(net, plane: np.ndarray, path: str, norm, in_chans: Optional[int
     Each network input gets the map ``norm`` computes from it alone; the output is mapped back by its inverse.
     ``clip`` (:data:`CLIP_POLICIES`): ``dtype`` rounds integer outputs and clips them to the dtype's range (the
     clipped values are counted in ``clipped``); ``none`` returns float32 in the input's units, unclipped. ``tile``,
-    ``overlap``, ``context``, ``batch``: :func:`mpt_deploy.tiling.tiled_forward`.
+    ``overlap``, ``context``, ``batch``: :func:`mpt_common.tiling.tiled_forward`.
     """
     import torch
 
-    from mpt_deploy.tiling import tiled_forward
+    from mpt_common.tiling import tiled_forward
 
     if clip not in CLIP_POLICIES:
         raise DeblurError(f'clip must be one of {CLIP_POLICIES}, got {clip!r}.')

@@ -15,6 +15,10 @@ YAML (``model_type: EFCRModel``)::
       amp: false                # optional mixed precision: bf16 | fp16 | false. The network runs under autocast;
                                 # the losses (EFCR's wavelet terms included) are computed in float32. fp16 uses a
                                 # gradient scaler, saved in the training state and restored on resume.
+    val:                        # validation (training) and mpt-test, the images' whole size as mpt-deblur runs them
+      amp: false                # optional: bf16 | fp16 | false, the network's forward under autocast
+      tile: auto                # auto (default): the whole image when it fits half the free memory of the device,
+                                # else blended tiles (mpt_common.tiling); N: tiles of N pixels; 0: always whole
 
 Modes (``I``: the training pair, ``I'``: the extra pair from the batch keys ``extra_lq``/``extra_gt``,
 ``net``: the trained network; every forward pass below is in the autograd graph):
@@ -48,6 +52,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from mpt_common.option_checks import val_tile_problem
 from mpt_common.training_stop import TrainingStopped
 from mpt_losses.reblur import DEFAULT_KERNEL_SIZES, DEFAULT_SIGMA, gaussian_kernel2d, random_gaussian_reblur
 
@@ -86,10 +91,51 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
     # the option facts of this model, read by the start-up checks through MODEL_REGISTRY
     TRAIN_KEYS = {'efcr_opt': 'section?', 'efcr_mode': 'str', 'efcr_reblur': 'section?', 'log_grad_norm_freq': 'int?',
                   'nonfinite_patience': 'int', 'amp': 'any', 'compile': 'any'}  # beyond SRModel's, with value kinds
+    VAL_KEYS = {'amp': 'any', 'tile': 'int|auto'}  # beyond BasicSR's val keys, read by test()
     COMPILE_KEYS = ('mode', 'dynamic', 'fullgraph', 'backend')  # train.compile: true or these torch.compile options
     AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
     REBLUR_KEYS = ('kernel_sizes', 'sigma', 'seed')  # train.efcr_reblur
     EFCR_MODES = EFCR_MODES
+
+    def __init__(self, opt: dict) -> None:
+        super().__init__(opt)
+        val = opt.get('val') or {}
+        self.val_amp_dtype = self.amp_dtype_of(val.get('amp', False), 'val.amp')
+        self.val_tile = val.get('tile', 'auto')
+        problem = val_tile_problem(self.val_tile)
+        if problem:
+            raise ValueError(f'val.tile must be {problem}, got {self.val_tile!r}')
+        get_root_logger().info(f'Validation inference: amp {val.get("amp") or "false"}, tile {self.val_tile} '
+                               f'on {self.device.type}')
+
+    @classmethod
+    def amp_dtype_of(cls, amp, key: str) -> Optional[torch.dtype]:
+        """The autocast dtype of a ``train.amp`` / ``val.amp`` value (None: float32)."""
+        if amp not in (False, None, 'false', *cls.AMP_DTYPES):
+            raise ValueError(f'{key} must be bf16, fp16 or false, got {amp!r}')
+        return cls.AMP_DTYPES.get(amp)
+
+    def test(self) -> None:
+        """SRModel's test (``net_g_ema`` when there is one) under ``val.amp``, sample by sample, in tiles when
+        ``val.tile`` asks or the image does not fit (:func:`mpt_common.tiling.resolve_tile`, as ``mpt-deblur``);
+        ``self.output`` is float32."""
+        from mpt_common.tiling import resolve_tile, tiled_forward
+
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        was_training = net.training
+        net.eval()
+        outputs = []
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=self.val_amp_dtype or torch.float32,
+                                             enabled=self.val_amp_dtype is not None):
+            for sample in self.lq.split(1):
+                tile, batch = resolve_tile(self.get_bare_model(net), self.val_tile, sample.shape[-2],
+                                           sample.shape[-1], self.device)
+                if tile == 0 or (tile >= sample.shape[-2] and tile >= sample.shape[-1]):
+                    outputs.append(net(sample).float())
+                else:
+                    outputs.append(tiled_forward(net, sample, tile, device=self.device, batch=batch).to(self.device))
+        self.output = torch.cat(outputs)
+        net.train(was_training and net is self.net_g)
 
     def compile_network(self, spec) -> None:
         """``train.compile``: ``true`` or a mapping of :data:`COMPILE_KEYS` compiles ``net_g`` in place with
@@ -120,9 +166,7 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
             raise ValueError(f'train.nonfinite_patience must be >= 0, got {self.nonfinite_patience}')
         self.nonfinite_batches = 0
         amp = train_opt.get('amp', False)
-        if amp not in (False, None, 'false', *self.AMP_DTYPES):
-            raise ValueError(f"train.amp must be bf16, fp16 or false, got {amp!r}")
-        self.amp_dtype = self.AMP_DTYPES.get(amp)
+        self.amp_dtype = self.amp_dtype_of(amp, 'train.amp')
         self.scaler = torch.amp.GradScaler(self.device.type) if amp == 'fp16' else None
         self.compile_network(train_opt.get('compile', False))
         self.cri_efcr = None

@@ -1,5 +1,5 @@
 """Peak inference memory per input pixel and per feature channel, the constant behind ``mpt-deblur --tile auto``
-(``mpt_deploy.tiling.BYTES_PER_PIXEL_PER_FEATURE``).
+(``mpt_common.tiling.BYTES_PER_PIXEL_PER_FEATURE``).
 
 Each measurement runs in a fresh subprocess: the network is built and run once on a small input (allocator and
 caches warm), the kernel's peak-RSS mark is reset to the current RSS (``/proc/self/clear_refs``, Linux), and the

@@ -123,17 +123,17 @@ class LoadedModel:
         """``(tile, batch)`` as ``mpt-deblur`` resolves ``--tile`` (``'auto'``: from the free memory)."""
         import torch
 
-        from mpt_deploy.tiling import resolve_tile
+        from mpt_common.tiling import resolve_tile
 
         h, w = _plane_size(image)
         return resolve_tile(net, tile, h, w, torch.device(self.device), OVERLAP, CONTEXT)
 
     def work(self, image, tile: Union[int, str]) -> int:
         """Units of progress :meth:`deblur` reports: network calls (tiles times network inputs), or planes."""
+        from mpt_common.tiling import count_tiles
         from mpt_deploy.inference import network_inputs
         from mpt_deploy.model_loading import network_in_chans
         from mpt_deploy.stacks import colour_axis, planes
-        from mpt_deploy.tiling import count_tiles
 
         if self._package is not None:
             flat, _ = planes(image.data, image.axes, colour_axis(image.axes, image.data.shape, None))

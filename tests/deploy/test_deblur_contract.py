@@ -258,7 +258,7 @@ def test_stack_planes_round_trip():
 
 
 def test_non_finite_network_output_fails_that_file_only(tmp_path, monkeypatch, capsys):
-    from mpt_deploy import tiling
+    from mpt_common import tiling
 
     src = tmp_path / 'in'
     src.mkdir()

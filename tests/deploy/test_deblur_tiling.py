@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from mpt_deploy.tiling import axis_weights, count_tiles, tile_starts, tiled_forward
+from mpt_common.tiling import axis_weights, count_tiles, tile_starts, tiled_forward
 
 
 class _Recorder(nn.Module):
@@ -89,7 +89,7 @@ def test_batched_tiles_equal_one_at_a_time(batch):
 
 
 def test_auto_tile_is_the_whole_image_when_it_fits_else_the_largest_tile_that_does():
-    from mpt_deploy.tiling import BYTES_PER_PIXEL_PER_FEATURE, auto_tile, feature_width, tile_batch
+    from mpt_common.tiling import BYTES_PER_PIXEL_PER_FEATURE, auto_tile, feature_width, tile_batch
 
     net = _Recorder()
     assert feature_width(net) == 8 and feature_width(nn.Identity()) == 64

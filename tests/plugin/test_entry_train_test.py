@@ -51,12 +51,18 @@ def test_basicsr_train_py_builds_mpt_efcr_model_and_saves_checkpoints(trained):
     assert not (_basicsr_dir().parent / 'experiments' / 'entry_smoke').exists()
 
 
-def test_mpt_test_writes_results_under_the_current_folder(trained):
-    root, _ = trained
-    opt = smoke_options(str(root / 'data'), name='entry_test')
+def _test_options(root, name):
+    """Options of a test run of the trained tiny model on its two validation pairs."""
+    opt = smoke_options(str(root / 'data'), name=name)
     opt['datasets'] = {'test_1': {**opt['datasets']['val'], 'name': 'smoke_test'}}
     opt['path'] = {'pretrain_network_g': str(root / 'experiments/entry_smoke/models/net_g_latest.pth'),
                    'strict_load_g': True, 'param_key_g': 'params'}
+    return opt
+
+
+def test_mpt_test_writes_results_under_the_current_folder(trained):
+    root, _ = trained
+    opt = _test_options(root, 'entry_test')
     opt['val'].update(save_img=True, suffix=None)
     yml = write_options(str(root / 'test.yml'), opt)
     run_dir = root / 'run'
@@ -65,3 +71,16 @@ def test_mpt_test_writes_results_under_the_current_folder(trained):
     results = run_dir / 'results' / 'entry_test'
     assert len(list((results / 'visualization' / 'smoke_test').glob('*.png'))) == 2
     assert '# psnr:' in next(results.glob('test_entry_test_*.log')).read_text()
+
+
+def test_mpt_test_reads_amp_and_tile_from_the_option_files_val_section(trained):
+    root, _ = trained
+    opt = _test_options(root, 'entry_test_amp')
+    opt['val'].update(amp='bf16', tile='auto')
+    yml = write_options(str(root / 'test_amp.yml'), opt)
+    _run([str(REPO / 'scripts' / 'test.py'), '-opt', yml], cwd=root)
+    log = next((root / 'results' / 'entry_test_amp').glob('test_entry_test_amp_*.log')).read_text()
+    assert 'Validation inference: amp bf16, tile auto on cpu' in log and '# psnr:' in log
+    bad = subprocess.run([sys.executable, str(REPO / 'scripts' / 'test.py'), '-opt', yml, '--force_yml',
+                          'val:amp=fp8'], cwd=root, env=ENV, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "val.amp: 'fp8' is not one of bf16, fp16, false" in bad.stderr

@@ -61,6 +61,11 @@ def axis_weights(start: int, size: int, length: int, overlap: int, context: int)
     return weights
 
 
+def smallest_tile(overlap: int = 32, context: int = 32) -> int:
+    """The smallest ``tile`` :func:`tiled_forward` accepts with this ``overlap`` and ``context``."""
+    return overlap + 2 * context + 1
+
+
 def tiled_forward(net: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, tile: int = 512,
                   overlap: int = 32, context: int = 32, device: Optional[torch.device] = None,
                   progress: Optional[Callable[[int], None]] = None, batch: int = 1) -> torch.Tensor:
@@ -81,7 +86,7 @@ def tiled_forward(net: Callable[[torch.Tensor], torch.Tensor], image: torch.Tens
         if progress:
             progress(1)
         return out
-    if overlap < 0 or context < 0 or tile <= 2 * context + overlap:
+    if overlap < 0 or context < 0 or tile < smallest_tile(overlap, context):
         raise ValueError(f'tile ({tile}) must exceed overlap + 2 * context ({overlap} + 2 * {context}), all >= 0.')
     if batch < 1:
         raise ValueError(f'batch must be >= 1, got {batch}.')
