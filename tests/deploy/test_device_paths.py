@@ -70,3 +70,25 @@ def test_mpt_deblur_on_the_device_matches_the_cpu(tmp_path):
     cpu = tifffile.imread(tmp_path / 'cpu' / 'a.tif').astype(np.int64)
     dev = tifffile.imread(tmp_path / 'dev' / 'a.tif').astype(np.int64)
     assert np.abs(cpu - dev).max() <= 1
+
+
+def test_validation_on_the_device_in_batched_tiles_matches_the_cpu():
+    """EFCRModel.test (validation, mpt-test) with val.tile on the device: tiles batched, equal to the CPU's."""
+    import mpt_arch  # noqa: F401  (registers MPT)
+    from mpt_models import EFCRModel
+
+    opts = []
+    for device in ('cpu', DEVICE):
+        opts.append({'name': 'device_val', 'model_type': 'EFCRModel', 'num_gpu': 0 if device == 'cpu' else 1,
+                     'is_train': False, 'dist': False, 'rank': 0, 'world_size': 1, 'network_g': dict(TINY_MPT),
+                     'path': {'pretrain_network_g': None}, 'val': {'tile': 100}})
+    torch.manual_seed(0)
+    cpu = EFCRModel(opts[0])
+    dev = EFCRModel(opts[1])
+    dev.net_g.load_state_dict(cpu.net_g.state_dict())
+    lq = torch.rand(1, 1, 150, 170)
+    for model in (cpu, dev):
+        model.lq = lq.to(model.device)
+        model.test()
+    assert dev.output.device.type == torch.device(DEVICE).type
+    assert torch.allclose(cpu.output, dev.output.cpu(), atol=1e-4)
