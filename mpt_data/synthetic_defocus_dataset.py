@@ -29,6 +29,9 @@ Options (YAML keys of a ``datasets`` entry with ``type: SyntheticDefocusDataset`
   (``use_scale``, ``scale_range``) and flips as :func:`mpt_data.transforms.train_augment`. The sharp crop is
   taken with a margin of the PSF's radius, blurred, then the margin is cut, so no border is ever extrapolated.
   Randomness comes from numpy's and Python's global generators, which BasicSR seeds (``manual_seed``) per worker.
+  ``norm_context`` (pixels, default 0: the crop itself): the normalisation map is computed from a region of that
+  size (at most the image) degraded with the crop and containing it, closer to inference, which computes it from a
+  whole image; for sparse fluorescence, where a small crop's own percentiles blow background noise up to full range.
 * Validation/test (any other phase): every image is used whole (``val_crop``: a centred crop of that size) with
   ``pairs_per_image`` draws each; pair ``i`` comes from ``numpy.random.default_rng([val_seed, i])``, so the
   validation set is identical across runs, processes and machines. Borders are reflected.
@@ -252,7 +255,7 @@ class SyntheticDefocusDataset(PluginDataset):
     """Pairs made from sharp images with random defocus PSFs and camera noise (module docstring)."""
 
     OPTION_KEYS = ('dataroot_gt', 'meta_info_file', 'psf', 'noise', 'pairs_per_image', 'val_seed', 'val_crop',
-                   'cache_images', 'procedural')
+                   'cache_images', 'procedural', 'norm_context')
     DEFAULT_NAME = 'SyntheticDefocusDataset'
     CHECK_CROP_SIZE = False  # images smaller than a crop are reflect-padded
 
@@ -270,6 +273,9 @@ class SyntheticDefocusDataset(PluginDataset):
         self.pairs_per_image = int(opt.get('pairs_per_image', 1))
         self.val_seed = int(opt.get('val_seed', 0))
         self.val_crop = opt.get('val_crop')
+        self.norm_context = int(opt.get('norm_context') or 0)
+        if self.norm_context < 0:
+            raise ValueError(f'{self.name}: norm_context must be >= 0 (0: the crop itself), got {self.norm_context}.')
         self.cache: Optional[Dict[int, np.ndarray]] = {} if opt.get('cache_images', False) else None
         if self.pairs_per_image < 1:
             raise ValueError(f'{self.name}: pairs_per_image must be >= 1, got {self.pairs_per_image}.')
@@ -364,19 +370,28 @@ class SyntheticDefocusDataset(PluginDataset):
         return self._normalised(lq, sharp, psf, params, path, index)
 
     def _normalised(self, lq: np.ndarray, gt: np.ndarray, psf: np.ndarray, params: Dict[str, Any], path: str,
-                    index: int) -> SyntheticPair:
+                    index: int, crop: Optional[tuple] = None) -> SyntheticPair:
+        """The pair in the network's units, the map computed from the whole of ``lq``; ``crop`` ``(top, left,
+        size)``: then cut to that square."""
         name = f'{osp.splitext(osp.basename(str(path)))[0]}_s{index}_{params["psf"]}'
         imap = self.norm.map_for(lq, name)
+        if crop is not None:
+            top, left, size = crop
+            lq, gt = lq[top:top + size, left:left + size], gt[top:top + size, left:left + size]
         return SyntheticPair(imap.forward(lq), imap.forward(gt), psf, params, name)
 
     def _train_pair(self, image_index: int, path: str, key: str, index: int) -> SyntheticPair:
-        """A random training crop of image ``image_index``, degraded (global generators)."""
+        """A random training crop of image ``image_index``, degraded (global generators). With ``norm_context``
+        the normalisation map comes from a region of that size around the crop, degraded alike, as inference
+        computes it from a whole image rather than from one crop."""
         sharp = self._sharp(image_index)
         rng = np.random.default_rng(np.random.randint(0, 2**31 - 1))
         params = draw_degradation(self.psf_opt, self.noise_opt, rng)
         psf = psf_of(params)
         margin = psf.shape[0] // 2
-        size = int(self.opt['gt_size']) + 2 * margin
+        crop = int(self.opt['gt_size'])
+        region = max(crop, min(self.norm_context, min(sharp.shape[:2]) - 2 * margin))
+        size = region + 2 * margin
         pad_h, pad_w = max(0, size - sharp.shape[0]), max(0, size - sharp.shape[1])
         if pad_h or pad_w:  # reflect-pad small images up to one crop
             sharp = cv2.copyMakeBorder(sharp, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101).reshape(
@@ -387,7 +402,10 @@ class SyntheticDefocusDataset(PluginDataset):
         gt = sharp
         if margin:
             lq, gt = lq[margin:-margin, margin:-margin], gt[margin:-margin, margin:-margin]
-        return self._normalised(lq, gt, psf, params, path, index)
+        if region == crop:
+            return self._normalised(lq, gt, psf, params, path, index)
+        top, left = (int(v) for v in np.random.randint(0, region - crop + 1, size=2))
+        return self._normalised(lq, gt, psf, params, path, index, crop=(top, left, crop))
 
     def __getitem__(self, index: int) -> dict:
         sample = self.pair(index)

@@ -104,6 +104,27 @@ def test_input_percentile_normalisation_maps_the_input_to_its_percentiles(sharp_
     assert lo == pytest.approx(0, abs=1e-5) and hi == pytest.approx(1, abs=1e-5)
 
 
+def test_norm_context_maps_a_crop_by_the_percentiles_of_the_region_around_it(tmp_path):
+    folder = tmp_path / 'sparse'
+    folder.mkdir()
+    img = np.full((160, 160), 1000, np.uint16)  # dark background, one bright square in a corner
+    img[8:40, 8:40] = 40000
+    cv2.imwrite(str(folder / 'sparse.png'), img)
+    opt = _opt(str(folder), phase='train', gt_size=32, use_scale=False, use_hflip=False, use_rot=False,
+               psf={'gaussian': {'sigma': [1.0, 1.0]}}, noise={'photons': [3000, 3000], 'read_noise': [0, 0]},
+               normalize='input_percentile')
+    own, context = SyntheticDefocusDataset(opt), SyntheticDefocusDataset({**opt, 'norm_context': 144})
+    np.random.seed(0)
+    own_top = [float(np.percentile(own.pair(0).lq, 99.9)) for _ in range(20)]
+    context_top = [float(np.percentile(context.pair(0).lq, 99.9)) for _ in range(20)]
+    assert context.pair(0).lq.shape == (32, 32, 1)
+    assert min(own_top) > 0.99  # each crop stretched to its own percentiles: dark crops too
+    # with the region's map the dark crops stay dark (as in a whole image) and the bright one reaches 1
+    assert min(context_top) < 0.1 and max(context_top) > 0.9
+    with pytest.raises(ValueError, match='norm_context'):
+        SyntheticDefocusDataset({**opt, 'norm_context': -1})
+
+
 @pytest.mark.parametrize('bad,match', [
     ({'psf': {'motion': {}}}, 'unknown psf type'),
     ({'psf': {'disk': {'sigma': [1, 2]}}}, r'psf.disk has unknown key'),
