@@ -17,6 +17,8 @@ images are procedural fluorescence-like scenes (:mod:`mpt_data.scenes`).
   continues the same run after an interruption. BasicSR logs the progress with an ETA.
 * Scale: the images are used at their own pixel size (no rescaling augmentation), the one the PSF is computed
   for; up-scaled crops would also teach the network softer targets.
+* Loss: MSE by default (``--loss``, :data:`LOSSES`): L1, the starter recipe's loss, taught the fine-tune to
+  under-predict sparse puncta and lost PSNR against the starter model.
 * Learning rate: :data:`FINETUNE_LR` (a tenth of the starter recipe's 2e-3 peak, over 5 % warm-up, cosine to a
   tenth of it): fine-tuning a trained model at a training run's rate first undoes what it learned.
 * Output: ``model.pth`` (the fine-tuned weights, or the starter model's when the fine-tune ends below it on
@@ -35,6 +37,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 PLAN = 'finetune_plan.yml'
 FINETUNE_LR = 2.0e-4
+LOSSES = {'mse': 'MSELoss', 'l1': 'L1Loss'}
+"""``--loss``: BasicSR's pixel losses. MSE (default) is minimised by the conditional mean, L1 by the median, which
+under-predicts sparse bright structures whose position the blur leaves uncertain (docs/guides/finetune.md)."""
+NORM_CONTEXT = 256
+"""Training crops are normalised by the percentiles of a region of this size around them (``norm_context`` of
+:class:`~mpt_data.synthetic_defocus_dataset.SyntheticDefocusDataset`), as ``mpt-deblur`` normalises a whole image."""
 RUN = 'finetune'
 
 
@@ -61,6 +69,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--photons', type=lambda t: _range(t, '--photons'), default=[100.0, 3000.0],
                         help='photons at full scale, MIN:MAX (shot noise; default 100:3000)')
     parser.add_argument('--minutes', type=float, default=20.0, help='training time (default 20)')
+    parser.add_argument('--loss', choices=sorted(LOSSES), default='mse',
+                        help='pixel loss: mse (default; unbiased intensities, what PSNR measures) or l1')
     parser.add_argument('--kind', choices=['gray', 'rgb'], help='starter model (default: from the images; gray '
                         'without --sharp)')
     parser.add_argument('-o', '--output', required=True, help='folder for model.pth, model.yml, model.md')
@@ -123,7 +133,7 @@ def plan_options(args: argparse.Namespace, files: List[str], kind: str, total_it
     train = {**common, 'name': 'finetune_train', 'gt_size': base['datasets']['train']['gt_size'],
              'use_scale': False, 'use_hflip': True, 'use_vflip': True, 'use_rot': True,
              'use_shuffle': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': 8, 'dataset_enlarge_ratio': 1000,
-             'prefetch_mode': None, 'cache_images': True}
+             'prefetch_mode': None, 'cache_images': True, 'norm_context': NORM_CONTEXT}
     val = {**common, 'name': 'finetune_val', 'pairs_per_image': 4, 'val_seed': 1, 'val_crop': 128}
     if train_files:
         train.update(dataroot_gt=os.path.abspath(args.sharp), meta_info_file=os.path.join(out, 'train_files.txt'))
@@ -143,7 +153,7 @@ def plan_options(args: argparse.Namespace, files: List[str], kind: str, total_it
                   'scheduler': {'type': 'CosineAnnealingRestartLR', 'periods': [total_iter], 'restart_weights': [1],
                                 'eta_min': FINETUNE_LR / 10},
                   'total_iter': total_iter, 'warmup_iter': max(1, total_iter // 20),
-                  'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}},
+                  'pixel_opt': {'type': LOSSES[args.loss], 'loss_weight': 1.0, 'reduction': 'mean'}},
         'val': {'val_freq': max(1, total_iter // 2), 'save_img': False,
                 'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False}}},
         'logger': {'print_freq': max(1, total_iter // 20), 'save_checkpoint_freq': max(1, total_iter // 4),
@@ -173,9 +183,12 @@ def release_basicsr_logger() -> None:
 
 
 def seconds_per_iteration(opt: Dict[str, Any]) -> float:
-    """Median time of a few training steps of the starter network at the fine-tune's batch and crop size."""
+    """Median time of a few training steps of the starter network at the fine-tune's batch and crop size, plus
+    the time the training set takes to synthesise a batch (blur, noise, the ``norm_context`` region)."""
+    import numpy as np
     import torch
 
+    from mpt_data import SyntheticDefocusDataset
     from mpt_deploy.model_loading import build_network
 
     net = build_network(dict(opt['network_g']))
@@ -189,7 +202,16 @@ def seconds_per_iteration(opt: Dict[str, Any]) -> float:
         (net(x) - x).abs().mean().backward()
         optim.step()
         times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2] * 1.05  # + data synthesis and logging
+    data = SyntheticDefocusDataset({**train, 'phase': 'train'})
+    state = np.random.get_state()
+    batch = range(train['batch_size_per_gpu'])
+    for _ in range(2):  # the same draws twice: the second finds its images decoded and PSFs computed, as
+        start = time.perf_counter()  # nearly every draw of a run does
+        for i in batch:
+            np.random.seed(i)
+            data[i % len(data)]
+    np.random.set_state(state)
+    return (sorted(times)[len(times) // 2] + time.perf_counter() - start) * 1.05  # + logging
 
 
 def validation_psnr(opt: Dict[str, Any], weights: str, param_key: Optional[str]) -> Tuple[float, float]:
@@ -309,7 +331,8 @@ def write_card(out: str, args: argparse.Namespace, opt: Dict[str, Any], kind: st
         f'- Shot noise: {args.photons[0]:g}-{args.photons[1]:g} photons at full scale.', '',
         '## Data', '',
         f'- Sharp images: {args.sharp or "procedural fluorescence-like scenes (mpt_data.scenes)"}.',
-        f'- Validation: {held}, never trained on.', '',
+        f'- Validation: {held}, never trained on.',
+        f'- Loss: {opt["train"]["pixel_opt"]["type"]} at learning rate {opt["train"]["optim_g"]["lr"]:g}.', '',
         '## Validation PSNR (dB, in the images\' own units)', '',
         '| input | starter model | fine-tuned |', '|---|---|---|',
         f'| {source:.2f} | {starter:.2f} | {tuned:.2f} |', '',

@@ -29,11 +29,18 @@ import numpy as np
 from mpt_plugin.finetune import finetuned_weights
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-OPTICS = {'na': 1.4, 'immersion_index': 1.518, 'wavelength_um': 0.52, 'pixel_size_um': 0.065,
-          'defocus_um': [0.0, 2.0]}  # the example of mpt-finetune --help
+OPTICS_PRESETS = {
+    # the example of mpt-finetune --help: inside the starter recipe's ranges (Airy 3.5 px, up to 3.6 waves)
+    'oil100': {'na': 1.4, 'immersion_index': 1.518, 'wavelength_um': 0.52, 'pixel_size_um': 0.065,
+               'defocus_um': [0.0, 2.0]},
+    # 60x/1.2 water on a 6.5 um sCMOS, up to 4 um out of focus: Airy 2.4 px but up to 5.8 waves of defocus,
+    # beyond the starter recipe's 3.5 (docs/guides/synthetic_data.md)
+    'water60': {'na': 1.2, 'immersion_index': 1.33, 'wavelength_um': 0.52, 'pixel_size_um': 0.108,
+                'defocus_um': [0.0, 4.0]},
+}
+OPTICS = OPTICS_PRESETS['oil100']
 PHOTONS = [100.0, 3000.0]  # mpt-finetune's default noise range
 SPECIMEN = {'kinds': ['nuclei', 'puncta'], 'size': 384, 'train': 10, 'test': 6}
-MARKS = ('<!-- finetune:begin -->', '<!-- finetune:end -->')
 
 
 def write_specimen(folder: str) -> Dict[str, str]:
@@ -54,11 +61,11 @@ def write_specimen(folder: str) -> Dict[str, str]:
     return paths
 
 
-def finetune(sharp: str, out: str, minutes: float) -> float:
+def finetune(sharp: str, out: str, minutes: float, optics: Dict = OPTICS) -> float:
     """Run ``mpt-finetune``; returns its wall time in seconds."""
-    cmd = [sys.executable, '-m', 'mpt_plugin.finetune', '--sharp', sharp, '--na', str(OPTICS['na']),
-           '--immersion-index', str(OPTICS['immersion_index']), '--wavelength', str(OPTICS['wavelength_um']),
-           '--pixel-size', str(OPTICS['pixel_size_um']), '--defocus', '{}:{}'.format(*OPTICS['defocus_um']),
+    cmd = [sys.executable, '-m', 'mpt_plugin.finetune', '--sharp', sharp, '--na', str(optics['na']),
+           '--immersion-index', str(optics['immersion_index']), '--wavelength', str(optics['wavelength_um']),
+           '--pixel-size', str(optics['pixel_size_um']), '--defocus', '{}:{}'.format(*optics['defocus_um']),
            '--photons', '{:g}:{:g}'.format(*PHOTONS), '--minutes', f'{minutes:g}', '-o', out]
     print(' '.join(cmd), flush=True)
     start = time.time()
@@ -66,7 +73,7 @@ def finetune(sharp: str, out: str, minutes: float) -> float:
     return time.time() - start
 
 
-def score(test: str, model_dir: str, pairs_per_image: int = 2) -> Dict[str, List[float]]:
+def score(test: str, model_dir: str, pairs_per_image: int = 2, optics: Dict = OPTICS) -> Dict[str, List[float]]:
     """PSNR per test pair: ``input``, ``starter`` (shipped) and ``fine-tuned``."""
     from mpt_data.synthetic_defocus_dataset import SyntheticDefocusDataset
     from mpt_deploy.inference import deblur_plane
@@ -75,7 +82,7 @@ def score(test: str, model_dir: str, pairs_per_image: int = 2) -> Dict[str, List
     from mpt_metrics.image_quality import psnr
 
     ds = SyntheticDefocusDataset({'name': 'finetune test', 'phase': 'val', 'dataroot_gt': test, 'in_chans': 1,
-                                  'psf': {'widefield_physical': OPTICS},
+                                  'psf': {'widefield_physical': optics},
                                   'noise': {'photons': PHOTONS, 'read_noise': [0.0, 0.005], 'clean_fraction': 0.0},
                                   'pairs_per_image': pairs_per_image, 'val_seed': 7, 'val_crop': 256})
     starter_net, starter_opt, starter_norm, _ = StarterNetworks().get('gray')
@@ -97,15 +104,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--minutes', type=float, default=10.0, help='mpt-finetune --minutes (wall time)')
     parser.add_argument('--work', default=osp.join(ROOT, 'experiments', 'finetune_gain'), help='scratch folder')
-    parser.add_argument('--markdown', help='docs page whose finetune block receives the table')
+    parser.add_argument('--optics', choices=sorted(OPTICS_PRESETS), default='oil100',
+                        help='microscope (default oil100: 100x/1.4 oil, the mpt-finetune example)')
+    parser.add_argument('--markdown', help='docs page whose finetune:<optics> block receives the table')
     args = parser.parse_args(argv)
+    optics = OPTICS_PRESETS[args.optics]
     import torch
 
     paths = write_specimen(args.work)
     model_dir = osp.join(args.work, 'model')
-    wall = finetune(paths['train'], model_dir, args.minutes)
+    wall = finetune(paths['train'], model_dir, args.minutes, optics)
     torch.set_grad_enabled(False)
-    psnrs = score(paths['test'], model_dir)
+    psnrs = score(paths['test'], model_dir, optics=optics)
     mean = {k: float(np.mean(v)) for k, v in psnrs.items()}
     with open(osp.join(model_dir, 'model.pth'), 'rb') as a, open(finetuned_weights(model_dir), 'rb') as b:
         kept = 'the fine-tuned weights' if a.read() == b.read() else 'the starter model'
@@ -125,14 +135,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.markdown:
         from mpt_metrics.table_output import write_markdown
 
-        optics = ', '.join(f'{k} {v}' for k, v in OPTICS.items())
-        notes = [f'Optics: {optics}; shot noise {PHOTONS[0]:g}-{PHOTONS[1]:g} photons at full scale, read noise '
-                 '0-0.005.',
+        described = ', '.join(f'{k} {v}' for k, v in optics.items())
+        notes = [f'Optics ({args.optics}): {described}; shot noise {PHOTONS[0]:g}-{PHOTONS[1]:g} photons at full '
+                 'scale, read noise 0-0.005.',
                  f'Specimen: procedural scenes of kinds {SPECIMEN["kinds"]}, {SPECIMEN["size"]} px, '
                  f'{SPECIMEN["train"]} for --sharp (seeds 0-{SPECIMEN["train"] - 1}), {SPECIMEN["test"]} for the '
                  'test (seeds from 10000).']
         env = {'cpu': platform.processor() or platform.machine(), 'torch': torch.__version__}
-        write_markdown(args.markdown, [report], notes, env, argv, '-m tools.finetune_gain', MARKS)
+        marks = (f'<!-- finetune:{args.optics}:begin -->', f'<!-- finetune:{args.optics}:end -->')
+        write_markdown(args.markdown, [report], notes, env, argv, '-m tools.finetune_gain', marks)
     return 0
 
 

@@ -35,6 +35,7 @@ def test_finetune_writes_a_model_that_mpt_deblur_uses(tmp_path):
     assert model['datasets']['train']['psf'] == {'widefield_physical': {
         'na': 0.75, 'immersion_index': 1.0, 'wavelength_um': 0.52, 'pixel_size_um': 0.16, 'defocus_um': [0.0, 2.0]}}
     card = (out / 'model.md').read_text()
+    assert model['datasets']['train']['norm_context'] == 256 and 'Loss: MSELoss' in card  # the defaults
     assert 'NA 0.75' in card and '| input | starter model | fine-tuned |' in card and 'held-out images' in card
     assert 'starter model gray' in res.stderr and 'validation PSNR: input' in res.stderr
     assert 'eta:' in res.stderr and 'iter:' in res.stderr  # BasicSR's progress lines with a time estimate
@@ -63,9 +64,10 @@ def test_finetune_writes_a_model_that_mpt_deblur_uses(tmp_path):
 
 
 def test_finetune_without_images_uses_procedural_scenes_and_refuses_impossible_optics(tmp_path):
-    res = _run([*OPTICS, '--iters', '2', '-o', 'proc'], tmp_path)
+    res = _run([*OPTICS, '--iters', '2', '--loss', 'l1', '-o', 'proc'], tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
     assert 'procedural training image(s)' in res.stderr
+    assert load_options(str(tmp_path / 'proc' / 'finetune_plan.yml'))['train']['pixel_opt']['type'] == 'L1Loss'
     assert 'procedural scenes' in (tmp_path / 'proc' / 'model.md').read_text()
     bad = _run(['--na', '1.4', '--wavelength', '0.52', '--pixel-size', '0.1', '-o', 'x'], tmp_path)
     assert bad.returncode == 2 and 'must be below the immersion index' in bad.stderr
