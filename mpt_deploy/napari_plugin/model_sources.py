@@ -25,6 +25,7 @@ import numpy as np
 SOURCES = ('starter', 'options + weights', 'model folder', 'bioimage.io package')
 STACK_LETTERS = 'ZTQPONMLKJ'  # names of a layer's leading (stack) axes; never C or S (colour)
 OVERLAP, CONTEXT = 32, 32  # mpt-deblur's defaults
+Tile = Union[int, str, Tuple[int, int]]  # a --tile value, or the (tile, batch) it resolved to
 
 
 class ModelSourceError(ValueError):
@@ -119,16 +120,26 @@ class LoadedModel:
             channels, image.path, None if self.spec.starter == 'auto' else self.spec.starter)
         return net, network_opt, norm
 
-    def _tiling(self, net, image, tile: Union[int, str]) -> Tuple[int, int]:
-        """``(tile, batch)`` as ``mpt-deblur`` resolves ``--tile`` (``'auto'``: from the free memory)."""
+    def _tiling(self, net, image, tile: Tile) -> Tuple[int, int]:
+        """``(tile, batch)`` as ``mpt-deblur`` resolves ``--tile`` (``'auto'``: from the free memory); a resolved
+        pair is returned as it is."""
         import torch
 
         from mpt_common.tiling import resolve_tile
 
+        if isinstance(tile, tuple):
+            return tile
         h, w = _plane_size(image)
         return resolve_tile(net, tile, h, w, torch.device(self.device), OVERLAP, CONTEXT)
 
-    def work(self, image, tile: Union[int, str]) -> int:
+    def tiling(self, image, tile: Union[int, str]) -> Tile:
+        """``tile`` resolved once for :meth:`work` and :meth:`deblur` of one run (free memory read once, so the
+        progress total matches the tiles run); a bioimage.io package keeps ``tile`` as given."""
+        if self._package is not None:
+            return tile
+        return self._tiling(self._network_for(image)[0], image, tile)
+
+    def work(self, image, tile: Tile) -> int:
         """Units of progress :meth:`deblur` reports: network calls (tiles times network inputs), or planes."""
         from mpt_common.tiling import count_tiles
         from mpt_deploy.inference import network_inputs
@@ -143,9 +154,8 @@ class LoadedModel:
         return count_tiles(*_plane_size(image), tile, OVERLAP, CONTEXT) * network_inputs(
             image, network_in_chans(network_opt), 'auto')
 
-    def deblur(self, image, tile: Union[int, str] = 'auto',
-               progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
-        """The deblurred data of ``image`` (same shape and dtype)."""
+    def deblur(self, image, tile: Tile = 'auto', progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+        """The deblurred data of ``image`` (same shape and dtype); ``tile`` as ``--tile`` or from :meth:`tiling`."""
         if self._package is not None:
             return self._package.deblur(image, tile, progress)
         from mpt_deploy.inference import deblur_image

@@ -8,7 +8,7 @@ calls; Cancel stops at the next tile; errors become napari notifications. The wo
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
 from qtpy.QtCore import QObject, Signal
@@ -19,6 +19,7 @@ from mpt_deploy.napari_plugin.model_sources import (
     LoadedModel,
     ModelSourceError,
     ModelSpec,
+    Tile,
     layer_image,
 )
 
@@ -142,11 +143,12 @@ class DeblurWidget(Container):
         self.status.value = f'deblurring {layer.name} ...'
         self.worker.start()
 
-    def _job(self, spec: ModelSpec, device: str, image, tile: Union[int, str]) -> Any:
+    def _job(self, spec: ModelSpec, device: str, image, tile: Tile) -> Any:
         key = (spec, device)
         if key not in self._models:
             self._models[key] = LoadedModel(spec, device)
         model = self._models[key]
+        tile = model.tiling(image, tile)  # once: the progress total counts the tiles that run
         self._signals.total.emit(model.work(image, tile))
 
         def progress(count: int) -> None:

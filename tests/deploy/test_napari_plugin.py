@@ -98,15 +98,21 @@ def test_widget_docks_by_name_and_deblurs_16_bit_like_mpt_deblur(qtbot, viewer, 
     assert widget.progress.value == widget.progress.max >= 1
 
 
-def test_a_three_plane_stack_gives_mpt_deblur_numbers_plane_by_plane(qtbot, viewer, widget, tmp_path):
+def test_a_three_plane_stack_gives_mpt_deblur_numbers_plane_by_plane(qtbot, viewer, widget, tmp_path, monkeypatch):
+    from mpt_common import tiling
+
     stack = np.stack([_scene((48, 56), seed) for seed in range(3)])
     tifffile.imwrite(tmp_path / 'stack.tif', stack)
     assert deblur.main(['-i', str(tmp_path / 'stack.tif'), '-o', str(tmp_path / 'out'), '--axes', 'ZYX']) == 0
     expected = tifffile.imread(tmp_path / 'out' / 'stack.tif')
+    reads = []
+    real_free_memory = tiling.free_memory
+    monkeypatch.setattr(tiling, 'free_memory', lambda device: reads.append(device) or real_free_memory(device))
     _run(qtbot, widget, viewer.add_image(stack, name='stack'))
     out = viewer.layers['stack deblurred'].data
     assert out.shape == stack.shape and np.array_equal(out, expected)
     assert widget.progress.max == 3  # one network call per plane (one tile each)
+    assert len(reads) == 1  # the tile is resolved once per run: the progress total counts the tiles that run
 
 
 def test_cancel_stops_and_adds_nothing(qtbot, viewer, widget, monkeypatch):
