@@ -154,17 +154,20 @@ class LoadedModel:
         return count_tiles(*_plane_size(image), tile, OVERLAP, CONTEXT) * network_inputs(
             image, network_in_chans(network_opt), 'auto')
 
-    def deblur(self, image, tile: Tile = 'auto', progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
-        """The deblurred data of ``image`` (same shape and dtype); ``tile`` as ``--tile`` or from :meth:`tiling`."""
+    def deblur(self, image, tile: Tile = 'auto', progress: Optional[Callable[[int], None]] = None,
+               clipped: Optional[Dict[str, int]] = None) -> np.ndarray:
+        """The deblurred data of ``image`` (same shape and dtype); ``tile`` as ``--tile`` or from :meth:`tiling`.
+        Integer outputs are rounded and clipped to the dtype's range as ``mpt-deblur`` does, the values clipped
+        below and above counted in ``clipped['low']`` / ``clipped['high']`` when given."""
         if self._package is not None:
-            return self._package.deblur(image, tile, progress)
+            return self._package.deblur(image, tile, progress, clipped)
         from mpt_deploy.inference import deblur_image
         from mpt_deploy.model_loading import network_in_chans
 
         net, network_opt, norm = self._network_for(image)
         tile, batch = self._tiling(net, image, tile)
         return deblur_image(net, image, norm, network_in_chans(network_opt), 'auto', tile, OVERLAP, CONTEXT,
-                            self.device, progress, batch=batch)
+                            self.device, progress, clipped=clipped, batch=batch)
 
 
 class PackageModel:
@@ -174,9 +177,11 @@ class PackageModel:
     def __init__(self, deployed, channels: int, path: str, device: str = 'cpu') -> None:
         self.deployed, self.channels, self.path, self.device = deployed, channels, path, device
 
-    def deblur(self, image, tile: Union[int, str], progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
+    def deblur(self, image, tile: Union[int, str], progress: Optional[Callable[[int], None]] = None,
+               clipped: Optional[Dict[str, int]] = None) -> np.ndarray:
         """Every plane through the package's network; ``tile`` > 0 replaces its tile size (``'auto'`` and 0 keep
-        the exported one)."""
+        the exported one). Integer outputs are rounded and clipped, counted in ``clipped`` as
+        :meth:`LoadedModel.deblur`."""
         import torch
 
         from mpt_deploy.stacks import colour_axis, from_planes, planes
@@ -200,7 +205,11 @@ class PackageModel:
         dtype = image.data.dtype
         if np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
-            out = np.clip(np.rint(out), info.min, info.max)
+            out = np.rint(out)
+            if clipped is not None:
+                clipped['low'] = clipped.get('low', 0) + int(np.count_nonzero(out < info.min))
+                clipped['high'] = clipped.get('high', 0) + int(np.count_nonzero(out > info.max))
+            out = np.clip(out, info.min, info.max)
         return from_planes(out.astype(dtype), layout)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Dict, Optional
 
+import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
 from qtpy.QtCore import QObject, Signal
 
@@ -136,7 +137,7 @@ class DeblurWidget(Container):
         tile = 'auto' if self.auto_tile.value else int(self.tile.value)
         self.worker = create_worker(self._job, spec, self.device.value, image, tile,
                                     _start_thread=False, _ignore_errors=True)  # errors: _failed
-        self.worker.returned.connect(lambda data: self._add_result(layer, data))
+        self.worker.returned.connect(lambda result: self._add_result(layer, *result))
         self.worker.errored.connect(self._failed)
         self.worker.finished.connect(self._finished)
         self.run_button.enabled, self.cancel_button.enabled = False, True
@@ -156,20 +157,29 @@ class DeblurWidget(Container):
                 raise DeblurCancelled()
             self._signals.step.emit(count)
 
-        return model.deblur(image, tile, progress)
+        clipped: Dict[str, int] = {}
+        return model.deblur(image, tile, progress, clipped), clipped
 
     def cancel(self) -> None:
         """Stop the running job at its next tile (the Cancel button)."""
         self._cancel.set()
         self.status.value = 'cancelling ...'
 
-    def _add_result(self, layer, data) -> None:
+    def _add_result(self, layer, data, clipped: Dict[str, int]) -> None:
         kwargs = dict(name=f'{layer.name} deblurred', scale=layer.scale, translate=layer.translate,
                       metadata=dict(layer.metadata), rgb=layer.rgb, blending=layer.blending)
         if not layer.rgb:
             kwargs.update(colormap=layer.colormap.name, contrast_limits=layer.contrast_limits)
         self.viewer.add_image(data, **kwargs)
         self.status.value = f'added {kwargs["name"]!r}'
+        if clipped.get('low') or clipped.get('high'):  # as mpt-deblur reports them per file
+            from napari.utils.notifications import show_info
+
+            info = np.iinfo(data.dtype)
+            message = (f'{kwargs["name"]!r}: {clipped["low"]} value(s) clipped to {info.min}, {clipped["high"]} to '
+                       f'{info.max} ({100.0 * (clipped["low"] + clipped["high"]) / data.size:.3g} %)')
+            self.status.value = message
+            show_info(message)
 
     def _failed(self, err: BaseException) -> None:
         from napari.utils.notifications import show_error, show_info

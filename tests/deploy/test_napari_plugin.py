@@ -83,12 +83,15 @@ def test_layer_axes_follow_mpt_deblur_stacks():
         layer_image(np.zeros(5), False, 'a')
 
 
-def test_widget_docks_by_name_and_deblurs_16_bit_like_mpt_deblur(qtbot, viewer, widget, tmp_path):
+def test_widget_docks_by_name_and_deblurs_16_bit_like_mpt_deblur(qtbot, viewer, widget, tmp_path, capsys,
+                                                                  monkeypatch):
     assert isinstance(widget, DeblurWidget)
     img = _scene((70, 90))
     tifffile.imwrite(tmp_path / 'plane.tif', img)
     assert deblur.main(['-i', str(tmp_path / 'plane.tif'), '-o', str(tmp_path / 'out')]) == 0
+    clipped_line = next(line for line in capsys.readouterr().err.splitlines() if 'clipped to 0' in line)
     expected = tifffile.imread(tmp_path / 'out' / 'plane.tif')
+    seen = _messages(monkeypatch)
     layer = viewer.add_image(img, name='plane', scale=(0.1, 0.2), translate=(3, 4), metadata={'z_um': 1.5})
     _run(qtbot, widget, layer)
     out = viewer.layers['plane deblurred']
@@ -96,6 +99,20 @@ def test_widget_docks_by_name_and_deblurs_16_bit_like_mpt_deblur(qtbot, viewer, 
     assert not np.array_equal(out.data, img)  # the starter model changed the image
     assert tuple(out.scale) == (0.1, 0.2) and tuple(out.translate) == (3, 4) and out.metadata == {'z_um': 1.5}
     assert widget.progress.value == widget.progress.max >= 1
+    # the dark troughs undershoot 0: the widget reports the clipped values as mpt-deblur does
+    counts = clipped_line.split(': ', 2)[2].split(' (')[0]  # '<low> value(s) clipped to 0, <high> to 65535'
+    assert widget.status.value.startswith(f"'plane deblurred': {counts} (") and ('info', widget.status.value) in seen
+
+
+def test_a_package_counts_the_values_it_clips():
+    class Shift(torch.nn.Module):
+        def forward(self, x):
+            return x * 2 - 100
+
+    clipped = {}
+    img = np.array([[10, 40000], [60000, 100]], np.uint16)
+    out = model_sources.PackageModel(Shift(), 1, 'fake.zip').deblur(layer_image(img, False, 'a'), 'auto', None, clipped)
+    assert clipped == {'low': 1, 'high': 2} and out.tolist() == [[0, 65535], [65535, 100]]
 
 
 def test_a_three_plane_stack_gives_mpt_deblur_numbers_plane_by_plane(qtbot, viewer, widget, tmp_path, monkeypatch):
