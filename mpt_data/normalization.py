@@ -52,15 +52,21 @@ class IntensityMap:
         """Network output -> raw units as ``dtype`` (integers: rounded and clipped to the dtype's range; the values
         clipped below and above are added to ``clipped['low']`` / ``clipped['high']`` when given)."""
         raw = out.astype(np.float32) * np.float32(self.scale) + np.float32(self.low)
-        dtype = np.dtype(dtype)
-        if dtype.kind in 'ui':
-            info = np.iinfo(dtype)
-            rounded = np.round(raw)
-            if clipped is not None:
-                clipped['low'] = clipped.get('low', 0) + int(np.count_nonzero(rounded < info.min))
-                clipped['high'] = clipped.get('high', 0) + int(np.count_nonzero(rounded > info.max))
-            return np.clip(rounded, info.min, info.max).astype(dtype)
+        return to_dtype(raw, dtype, clipped)
+
+
+def to_dtype(raw: np.ndarray, dtype: np.dtype, clipped: Optional[Dict[str, int]] = None) -> np.ndarray:
+    """Values in raw units as ``dtype``: integers rounded and clipped to the dtype's range, the values clipped below
+    and above added to ``clipped['low']`` / ``clipped['high']`` when given; floats cast."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in 'ui':
         return raw.astype(dtype)
+    info = np.iinfo(dtype)
+    rounded = np.round(raw)
+    if clipped is not None:
+        clipped['low'] = clipped.get('low', 0) + int(np.count_nonzero(rounded < info.min))
+        clipped['high'] = clipped.get('high', 0) + int(np.count_nonzero(rounded > info.max))
+    return np.clip(rounded, info.min, info.max).astype(dtype)
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from mpt_common.malloc_reuse import keep_freed_memory
 
     keep_freed_memory()  # reuse freed tensor memory instead of paging it in again (MPT_KEEP_FREED_MEMORY=0: off)
-    import numpy as np
     import torch
     from tqdm import tqdm
 
@@ -165,7 +164,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from mpt_common.option_checks import OptionError
     from mpt_common.option_file import OptionFileError, UnsafeOptionError
     from mpt_common.tiling import count_tiles, resolve_tile
-    from mpt_deploy.inference import DeblurError, deblur_image, network_inputs
+    from mpt_deploy.inference import DeblurError, clip_report, deblur_image, network_inputs
     from mpt_deploy.model_loading import inference_normalization, load_weights, network_in_chans
     from mpt_deploy.safe_output import write_output
     from mpt_deploy.stacks import colour_axis, read_image_file, write_image_file
@@ -213,7 +212,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.compile and getattr(net, '_compiled_call_impl', None) is None:
                 compile_module(net)  # in place: the same module, its calls compiled (one graph per tile size)
             in_chans = network_in_chans(network_opt)
-            h, w = image.data.shape[image.axes.index('Y')], image.data.shape[image.axes.index('X')]
+            h, w = image.plane_size
             tile, batch = resolve_tile(net, args.tile, h, w, torch.device(args.device), args.overlap, args.context)
             total = count_tiles(h, w, tile, args.overlap, args.context) * network_inputs(
                 image, in_chans, args.channels)
@@ -225,12 +224,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                        args.device, progress=bar.update, clip=args.clip, clipped=clipped,
                                        batch=batch)
             write_output(out_path, lambda tmp: write_image_file(tmp, image, out))  # noqa: B023 - called at once
-            if clipped.get('low') or clipped.get('high'):
-                info = np.iinfo(out.dtype)
-                share = 100.0 * (clipped['low'] + clipped['high']) / out.size
-                print(f'mpt-deblur: {path}: {clipped["low"]} value(s) clipped to {info.min}, {clipped["high"]} to '
-                      f'{info.max} ({share:.3g} % of the output; --clip none keeps them in a float32 TIFF)',
-                      file=sys.stderr)
+            report = clip_report(clipped, out.dtype, out.size, '; --clip none keeps them in a float32 TIFF')
+            if report:
+                print(f'mpt-deblur: {path}: {report}', file=sys.stderr)
         except Exception as err:  # one bad file must not stop the batch; reported below
             failures.append((path, f'{type(err).__name__}: {err}'))
             print(f'mpt-deblur: failed: {path}: {err}', file=sys.stderr)

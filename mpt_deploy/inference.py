@@ -17,6 +17,17 @@ CHANNEL_POLICIES = ('auto', 'per-channel', 'replicate', 'strict')
 CLIP_POLICIES = ('dtype', 'none')  # integer outputs clipped to the dtype's range; or float32, unclipped
 
 
+def clip_report(clipped: Dict[str, int], dtype: np.dtype, size: int, note: str = '') -> str:
+    """``'<low> value(s) clipped to <min>, <high> to <max> (<share> % of the output<note>)'`` for the counts of
+    :func:`deblur_plane`'s ``clipped``; ``''`` when nothing was clipped."""
+    if not (clipped.get('low') or clipped.get('high')):
+        return ''
+    info = np.iinfo(dtype)
+    share = 100.0 * (clipped['low'] + clipped['high']) / size
+    return (f'{clipped["low"]} value(s) clipped to {info.min}, {clipped["high"]} to {info.max} ({share:.3g} % of the '
+            f'output{note})')
+
+
 class DeblurError(ValueError):
     """One image cannot be deblurred; the message names the file and the reason."""
 

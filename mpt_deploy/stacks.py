@@ -41,6 +41,11 @@ class ImageFile:
     is_tiff: bool
     tiff_options: Dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def plane_size(self) -> Tuple[int, int]:
+        """``(height, width)`` of its planes."""
+        return self.data.shape[self.axes.index('Y')], self.data.shape[self.axes.index('X')]
+
 
 def check_axes(axes: str, ndim: Optional[int] = None, where: str = '--axes') -> str:
     """Upper-case ``axes``; raise unless its letters are distinct, include Y and X and (if given) number ``ndim``."""

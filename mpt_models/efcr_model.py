@@ -130,10 +130,7 @@ class EFCRModel(TorchOptimizerMixin, SRModel):
             for sample in self.lq.split(1):
                 tile, batch = resolve_tile(self.get_bare_model(net), self.val_tile, sample.shape[-2],
                                            sample.shape[-1], self.device)
-                if tile == 0 or (tile >= sample.shape[-2] and tile >= sample.shape[-1]):
-                    outputs.append(net(sample).float())
-                else:
-                    outputs.append(tiled_forward(net, sample, tile, device=self.device, batch=batch).to(self.device))
+                outputs.append(tiled_forward(net, sample, tile, device=self.device, batch=batch).to(self.device))
         self.output = torch.cat(outputs)
         net.train(was_training and net is self.net_g)
 

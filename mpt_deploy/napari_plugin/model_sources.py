@@ -81,11 +81,6 @@ def layer_image(data: Any, rgb: bool, name: str):
     return ImageFile(name, array, axes, False)
 
 
-def _plane_size(image) -> Tuple[int, int]:
-    """``(height, width)`` of an :class:`~mpt_deploy.stacks.ImageFile`'s planes."""
-    return image.data.shape[image.axes.index('Y')], image.data.shape[image.axes.index('X')]
-
-
 class LoadedModel:
     """A model ready to deblur layers (:meth:`deblur`), on ``device``."""
 
@@ -129,7 +124,7 @@ class LoadedModel:
 
         if isinstance(tile, tuple):
             return tile
-        h, w = _plane_size(image)
+        h, w = image.plane_size
         return resolve_tile(net, tile, h, w, torch.device(self.device), OVERLAP, CONTEXT)
 
     def tiling(self, image, tile: Union[int, str]) -> Tile:
@@ -151,7 +146,7 @@ class LoadedModel:
             return flat.shape[0]
         net, network_opt, _ = self._network_for(image)
         tile, _ = self._tiling(net, image, tile)
-        return count_tiles(*_plane_size(image), tile, OVERLAP, CONTEXT) * network_inputs(
+        return count_tiles(*image.plane_size, tile, OVERLAP, CONTEXT) * network_inputs(
             image, network_in_chans(network_opt), 'auto')
 
     def deblur(self, image, tile: Tile = 'auto', progress: Optional[Callable[[int], None]] = None,
@@ -184,6 +179,7 @@ class PackageModel:
         :meth:`LoadedModel.deblur`."""
         import torch
 
+        from mpt_data.normalization import to_dtype
         from mpt_deploy.stacks import colour_axis, from_planes, planes
 
         colour = colour_axis(image.axes, image.data.shape, self.channels)
@@ -202,15 +198,7 @@ class PackageModel:
                 progress(1)
         if not np.isfinite(out).all():
             raise ModelSourceError(f'{self.path!r} produced NaN or infinite values for layer {image.path!r}.')
-        dtype = image.data.dtype
-        if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            out = np.rint(out)
-            if clipped is not None:
-                clipped['low'] = clipped.get('low', 0) + int(np.count_nonzero(out < info.min))
-                clipped['high'] = clipped.get('high', 0) + int(np.count_nonzero(out > info.max))
-            out = np.clip(out, info.min, info.max)
-        return from_planes(out.astype(dtype), layout)
+        return from_planes(to_dtype(out, image.data.dtype, clipped), layout)
 
 
 def load_package(path: str, device: str = 'cpu') -> PackageModel:

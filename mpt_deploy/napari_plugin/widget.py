@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from typing import Any, Dict, Optional
 
-import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
 from qtpy.QtCore import QObject, Signal
 
@@ -172,14 +171,14 @@ class DeblurWidget(Container):
             kwargs.update(colormap=layer.colormap.name, contrast_limits=layer.contrast_limits)
         self.viewer.add_image(data, **kwargs)
         self.status.value = f'added {kwargs["name"]!r}'
-        if clipped.get('low') or clipped.get('high'):  # as mpt-deblur reports them per file
+        from mpt_deploy.inference import clip_report
+
+        report = clip_report(clipped, data.dtype, data.size)  # as mpt-deblur reports them per file
+        if report:
             from napari.utils.notifications import show_info
 
-            info = np.iinfo(data.dtype)
-            message = (f'{kwargs["name"]!r}: {clipped["low"]} value(s) clipped to {info.min}, {clipped["high"]} to '
-                       f'{info.max} ({100.0 * (clipped["low"] + clipped["high"]) / data.size:.3g} %)')
-            self.status.value = message
-            show_info(message)
+            self.status.value = f'{kwargs["name"]!r}: {report}'
+            show_info(self.status.value)
 
     def _failed(self, err: BaseException) -> None:
         from napari.utils.notifications import show_error, show_info
