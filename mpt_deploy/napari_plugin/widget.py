@@ -70,6 +70,7 @@ class DeblurWidget(Container):
         self.cancel_button = PushButton(text='Cancel', enabled=False)
         self.progress = ProgressBar(label='progress', min=0, max=1, value=0)
         self.status = Label(label='', value='')
+        self.status.native.setWordWrap(True)  # a long message wraps instead of widening the dock
         self.extend([self.image, self.source, self.starter, self.option_file, self.weights, self.folder, self.package,
                      self.device, self.auto_tile, self.tile, self.run_button, self.cancel_button, self.progress,
                      self.status])
