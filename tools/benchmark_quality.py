@@ -17,8 +17,9 @@ Rows:
   per condition on the separate ``tune`` images (best mean PSNR over the grids of ``mpt_metrics.deconvolution``);
 * ``starter``: the shipped starter model of the image type (``mpt_deploy.starter_models``), through the same
   per-image normalisation as ``mpt-deblur``;
-* ``--baseline-commit REV``: the starter models as shipped at git revision ``REV`` (e.g. v1), read with
-  ``git show`` into a temporary folder: both versions side by side in one run;
+* ``--baseline-commit REV`` (repeatable): the starter models as shipped at git revision ``REV`` (e.g. v1), read
+  with ``git show`` into a temporary folder: several versions side by side in one run (a kind whose weights at
+  ``REV`` are the shipped ones gets no column of its own);
 * ``--checkpoint NAME OPT WEIGHTS``: any other network (applied to the kind whose channel count it takes).
 
 PSNR/SSIM are BasicSR's (on [0, 1] images scaled to 255, outputs clipped to [0, 1]); LPIPS (AlexNet) is added when
@@ -26,8 +27,8 @@ its backbone weights are on disk. Each table ends with the worst image of every 
 input's). ``--markdown PAGE`` writes the tables into the page's ``<!-- quality:begin -->``/``<!-- quality:end -->``
 block; ``--figure PNG`` saves before/after crops.
 
-Example: ``python -m tools.benchmark_quality --baseline-commit 8944acc --markdown docs/guides/starter_models.md
---figure docs/figures/quality_before_after.png``
+Example: ``python -m tools.benchmark_quality --baseline-commit 8944acc --baseline-commit 73430af --markdown
+docs/guides/starter_models.md --figure docs/figures/quality_before_after.png``
 """
 
 from __future__ import annotations
@@ -89,6 +90,21 @@ def baseline_starters(rev: str, folder: str):
     return StarterNetworks(folder=folder)
 
 
+def distinct_baselines(kind: str, folders: Dict[str, str]) -> List[str]:
+    """The revisions (of ``{rev: folder}`` from :func:`baseline_starters`) whose ``kind`` weights differ from the
+    shipped ones: a version equal to the shipped model would only repeat its column."""
+    from mpt_deploy.starter_models import sha256, starter_model
+
+    shipped = sha256(starter_model(kind).weights)
+    revs = []
+    for rev, folder in folders.items():
+        if sha256(osp.join(folder, f'MPT_starter_{kind}.pth')) == shipped:
+            print(f'{kind}: the starter model @{rev} is the shipped one; no column of its own', file=sys.stderr)
+        else:
+            revs.append(rev)
+    return revs
+
+
 # --- methods ----------------------------------------------------------------------------------------------------
 def network_method(net, network_opt: dict, norm) -> Callable:
     """A network applied as ``mpt-deblur`` applies it (per-image normalisation, whole image)."""
@@ -101,22 +117,22 @@ def network_method(net, network_opt: dict, norm) -> Callable:
 
 # --- report -----------------------------------------------------------------------------------------------------
 def run(kinds: Sequence[str], data: str, checkpoints: Sequence[Sequence[str]], pairs_per_image: int, crop: int,
-        tune_pairs: int, baseline: Optional[str] = None) -> dict:
+        tune_pairs: int, baselines: Sequence[str] = ()) -> dict:
     """All scores: ``{kind: {'conditions': [...], 'rows': {method: {condition: [score dicts]}}, 'tuned': ...}}``."""
     from mpt_deploy.model_loading import inference_normalization, load_network, network_in_chans, network_options
     from mpt_deploy.starter_models import CHANNELS, StarterNetworks
 
     with_lpips = lpips_available()
     starters = StarterNetworks()
-    old_dir = tempfile.TemporaryDirectory(prefix='mpt-starter-baseline-') if baseline else None
-    old = baseline_starters(baseline, old_dir.name) if baseline else None
+    old_dirs = {rev: tempfile.TemporaryDirectory(prefix='mpt-starter-baseline-') for rev in baselines}
+    olds = {rev: baseline_starters(rev, folder.name) for rev, folder in old_dirs.items()}
     results = {}
     for kind in kinds:
         net, net_opt, norm, _ = starters.get(kind)
         methods = {}
-        if old is not None:
-            o_net, o_opt, o_norm, _ = old.get(kind)
-            methods[f'starter @{baseline}'] = network_method(o_net, o_opt, o_norm)
+        for rev in distinct_baselines(kind, {rev: folder.name for rev, folder in old_dirs.items()}):
+            o_net, o_opt, o_norm, _ = olds[rev].get(kind)
+            methods[f'starter @{rev}'] = network_method(o_net, o_opt, o_norm)
         methods['starter'] = network_method(net, net_opt, norm)
         for name, opt_file, weights in checkpoints:
             other_opt = network_options(opt_file)
@@ -157,8 +173,8 @@ def run(kinds: Sequence[str], data: str, checkpoints: Sequence[Sequence[str]], p
                         f'{name} {np.mean([s["psnr"] for s in rows[name][cond]]):.2f}' for name in outs), flush=True)
         results[kind] = {'conditions': conditions, 'rows': rows, 'tuned': tuned, 'examples': examples,
                          'counts': counts, 'names': names, 'networks': list(methods)}
-    if old_dir is not None:
-        old_dir.cleanup()
+    for folder in old_dirs.values():
+        folder.cleanup()
     return results
 
 
@@ -218,16 +234,20 @@ def figure(results: dict, path: str, crop: int = 96) -> None:
     for kind, res in results.items():
         for cond in ('scenes highNA/low', 'photos lowNA/high'):
             rows.append((kind, cond, *res['examples'][cond]))
-    cols = ['input', 'richardson_lucy', 'wiener'] + [m for m in results[next(iter(results))]['networks']]
+    networks = [m for res in results.values() for m in res['networks']]
+    cols = ['input', 'richardson_lucy', 'wiener'] + sorted(set(networks), key=networks.index)
     fig, axes = plt.subplots(len(rows), len(cols) + 1, figsize=(2.2 * (len(cols) + 1), 2.3 * len(rows)))
     for r, (kind, cond, pair, outs) in enumerate(rows):
         h, w = pair.gt.shape[:2]
         top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
         sl = (slice(top, top + crop), slice(left, left + crop))
         for c, name in enumerate(cols + ['sharp']):
+            ax = axes[r, c]
+            if name != 'sharp' and name not in outs:  # a baseline equal to this kind's shipped model
+                ax.axis('off')
+                continue
             img = pair.gt if name == 'sharp' else outs[name]
             view = np.clip(img[sl], 0, 1)
-            ax = axes[r, c]
             ax.imshow(view[:, :, 0] if view.shape[2] == 1 else view, cmap='gray', vmin=0, vmax=1)
             ax.set_title(name if name == 'sharp' else f'{name}\n{psnr(img, pair.gt):.2f} dB', fontsize=7)
             ax.set_xticks([])
@@ -245,7 +265,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--kinds', nargs='+', default=['gray', 'rgb'], choices=['gray', 'rgb'])
     parser.add_argument('--checkpoint', nargs=3, action='append', default=[], metavar=('NAME', 'OPT', 'WEIGHTS'),
                         help='another network to score (option file and weights)')
-    parser.add_argument('--baseline-commit', metavar='REV', help='also score the starter models of git revision REV')
+    parser.add_argument('--baseline-commit', metavar='REV', action='append', default=[],
+                        help='also score the starter models of git revision REV (repeatable)')
     parser.add_argument('--pairs-per-image', type=int, default=2)
     parser.add_argument('--tune-pairs', type=int, default=4, help='pairs per tuning image and condition')
     parser.add_argument('--crop', type=int, default=256, help='centre crop of each image (pixels)')

@@ -46,3 +46,44 @@ def test_tables_list_every_condition_method_gain_and_worst_image():
     assert '`starter`: worst image moon_s1 (photos lowNA/low): -0.50 dB over the input; images worse than the ' \
            'input: 1 of 3.' in table
     assert 'scenes highNA/high: 5 it, 0.1' in table
+
+
+def test_a_baseline_equal_to_the_shipped_model_gets_no_column(tmp_path):
+    import shutil
+
+    from mpt_deploy.starter_models import starter_model
+
+    bench = load_script('benchmark_quality')
+    same, other = tmp_path / 'same', tmp_path / 'other'
+    same.mkdir()
+    other.mkdir()
+    shutil.copyfile(starter_model('gray').weights, same / 'MPT_starter_gray.pth')
+    (other / 'MPT_starter_gray.pth').write_bytes(b'other weights')
+    assert bench.distinct_baselines('gray', {'v_same': str(same), 'v_other': str(other)}) == ['v_other']
+
+
+def test_figure_leaves_blank_the_columns_a_kind_lacks(tmp_path, monkeypatch):
+    """Two kinds with different baseline columns (a version changed only one model) still make one figure."""
+    import matplotlib.axes
+
+    from mpt_data.synthetic_defocus_dataset import SyntheticPair
+
+    bench = load_script('benchmark_quality')
+    drawn = []
+
+    original = matplotlib.axes.Axes.imshow
+    monkeypatch.setattr(matplotlib.axes.Axes, 'imshow', lambda ax, img, **kw: drawn.append(img.shape) or
+                        original(ax, img, **kw))
+
+    def result(channels, networks):
+        gt = np.full((32, 32, channels), 0.5, np.float32)
+        pair = SyntheticPair(gt, gt, np.ones((1, 1)), {}, 'x')
+        outs = {name: gt for name in ['input', 'richardson_lucy', 'wiener', *networks]}
+        return {'networks': networks, 'examples': {c: (pair, outs) for c in ('scenes highNA/low', 'photos lowNA/high')}}
+
+    path = tmp_path / 'fig.png'
+    bench.figure({'gray': result(1, ['starter @v1', 'starter @v2', 'starter']),
+                  'rgb': result(3, ['starter @v1', 'starter'])}, str(path))
+    assert path.stat().st_size > 0
+    # 4 rows x (3 oracles/input + sharp): gray rows show 3 networks, rgb rows 2 (the @v2 cell blank)
+    assert len(drawn) == 2 * (4 + 3) + 2 * (4 + 2)
