@@ -125,12 +125,13 @@ def run(kinds: Sequence[str], data: str, checkpoints: Sequence[Sequence[str]], p
     with_lpips = lpips_available()
     starters = StarterNetworks()
     old_dirs = {rev: tempfile.TemporaryDirectory(prefix='mpt-starter-baseline-') for rev in baselines}
-    olds = {rev: baseline_starters(rev, folder.name) for rev, folder in old_dirs.items()}
+    folders = {rev: folder.name for rev, folder in old_dirs.items()}
+    olds = {rev: baseline_starters(rev, folder) for rev, folder in folders.items()}
     results = {}
     for kind in kinds:
         net, net_opt, norm, _ = starters.get(kind)
         methods = {}
-        for rev in distinct_baselines(kind, {rev: folder.name for rev, folder in old_dirs.items()}):
+        for rev in distinct_baselines(kind, folders):
             o_net, o_opt, o_norm, _ = olds[rev].get(kind)
             methods[f'starter @{rev}'] = network_method(o_net, o_opt, o_norm)
         methods['starter'] = network_method(net, net_opt, norm)
