@@ -37,6 +37,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 PLAN = 'finetune_plan.yml'
 FINETUNE_LR = 2.0e-4
+BATCH = 8
+"""Batch size at the starter recipe's crop size; ``--crop`` scales it to keep the pixels per step."""
 LOSSES = {'mse': 'MSELoss', 'l1': 'L1Loss'}
 """``--loss``: BasicSR's pixel losses. MSE (default) is minimised by the conditional mean, L1 by the median, which
 under-predicts sparse bright structures whose position the blur leaves uncertain (docs/guides/finetune.md)."""
@@ -69,6 +71,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--photons', type=lambda t: _range(t, '--photons'), default=[100.0, 3000.0],
                         help='photons at full scale, MIN:MAX (shot noise; default 100:3000)')
     parser.add_argument('--minutes', type=float, default=20.0, help='training time (default 20)')
+    parser.add_argument('--crop', type=int, help='training crop side in pixels (default: the starter recipe\'s); '
+                        'the batch shrinks to keep the pixels per step')
+    parser.add_argument('--lr', type=float, default=FINETUNE_LR, help=f'peak learning rate (default {FINETUNE_LR:g})')
     parser.add_argument('--loss', choices=sorted(LOSSES), default='mse',
                         help='pixel loss: mse (default; unbiased intensities, what PSNR measures) or l1')
     parser.add_argument('--kind', choices=['gray', 'rgb'], help='starter model (default: from the images; gray '
@@ -88,6 +93,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(str(err))
     if args.photons[0] <= 0:
         parser.error('--photons needs MIN > 0')
+    if args.crop is not None and args.crop < 16:
+        parser.error(f'--crop must be >= 16 pixels, got {args.crop}')
+    if not args.lr > 0:
+        parser.error(f'--lr must be > 0, got {args.lr}')
     return args
 
 
@@ -130,9 +139,11 @@ def plan_options(args: argparse.Namespace, files: List[str], kind: str, total_it
               'noise': noise}
     if CHANNELS[kind] == 1:
         common['to_gray'] = True
-    train = {**common, 'name': 'finetune_train', 'gt_size': base['datasets']['train']['gt_size'],
+    crop = args.crop or base['datasets']['train']['gt_size']
+    batch = max(1, round(BATCH * (base['datasets']['train']['gt_size'] / crop) ** 2))
+    train = {**common, 'name': 'finetune_train', 'gt_size': crop,
              'use_scale': False, 'use_hflip': True, 'use_vflip': True, 'use_rot': True,
-             'use_shuffle': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': 8, 'dataset_enlarge_ratio': 1000,
+             'use_shuffle': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': batch, 'dataset_enlarge_ratio': 1000,
              'prefetch_mode': None, 'cache_images': True, 'norm_context': NORM_CONTEXT}
     val = {**common, 'name': 'finetune_val', 'pairs_per_image': 4, 'val_seed': 1, 'val_crop': 128}
     if train_files:
@@ -148,10 +159,10 @@ def plan_options(args: argparse.Namespace, files: List[str], kind: str, total_it
         'datasets': {'train': train, 'val': val}, 'network_g': dict(base['network_g']),
         'path': {'pretrain_network_g': starter.weights, 'param_key_g': 'params', 'strict_load_g': True,
                  'resume_state': None},
-        'train': {'ema_decay': 0, 'optim_g': {'type': 'AdamW', 'lr': FINETUNE_LR, 'betas': [0.9, 0.999],
+        'train': {'ema_decay': 0, 'optim_g': {'type': 'AdamW', 'lr': args.lr, 'betas': [0.9, 0.999],
                                               'weight_decay': 1.0e-4},
                   'scheduler': {'type': 'CosineAnnealingRestartLR', 'periods': [total_iter], 'restart_weights': [1],
-                                'eta_min': FINETUNE_LR / 10},
+                                'eta_min': args.lr / 10},
                   'total_iter': total_iter, 'warmup_iter': max(1, total_iter // 20),
                   'pixel_opt': {'type': LOSSES[args.loss], 'loss_weight': 1.0, 'reduction': 'mean'}},
         'val': {'val_freq': max(1, total_iter // 2), 'save_img': False,

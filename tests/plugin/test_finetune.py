@@ -71,3 +71,22 @@ def test_finetune_without_images_uses_procedural_scenes_and_refuses_impossible_o
     assert 'procedural scenes' in (tmp_path / 'proc' / 'model.md').read_text()
     bad = _run(['--na', '1.4', '--wavelength', '0.52', '--pixel-size', '0.1', '-o', 'x'], tmp_path)
     assert bad.returncode == 2 and 'must be below the immersion index' in bad.stderr
+
+
+def test_crop_and_learning_rate_shape_the_plan_and_bad_values_are_refused(tmp_path, capsys):
+    import pytest
+
+    from mpt_plugin.finetune import FINETUNE_LR, parse_args, plan_options
+
+    default = plan_options(parse_args([*OPTICS, '-o', str(tmp_path)]), [], 'gray', 100)
+    train = default['datasets']['train']
+    assert (train['gt_size'], train['batch_size_per_gpu']) == (64, 8)  # the starter recipe's crops
+    assert default['train']['optim_g']['lr'] == FINETUNE_LR
+    large = plan_options(parse_args([*OPTICS, '--crop', '128', '--lr', '1e-3', '-o', str(tmp_path)]), [], 'gray', 100)
+    train = large['datasets']['train']
+    assert (train['gt_size'], train['batch_size_per_gpu']) == (128, 2)  # the same pixels per step
+    assert large['train']['optim_g']['lr'] == 1e-3 and large['train']['scheduler']['eta_min'] == pytest.approx(1e-4)
+    for bad, message in ((['--crop', '8'], '--crop must be >= 16'), (['--lr', '0'], '--lr must be > 0')):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_args([*OPTICS, *bad, '-o', str(tmp_path)])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
