@@ -89,8 +89,10 @@ def _wait(kind: str, procs: dict, started: dict, walls: dict) -> None:
     print(f'[{kind}] trained in {walls[kind] / 60:.1f} min', flush=True)
 
 
-def package(kind: str, wall_s: Optional[float], out_dir: str = STARTER_DIR, checkpoint: Optional[str] = None) -> str:
-    """Write the four package files of ``kind`` from its experiment (or ``checkpoint``); returns the weights' path."""
+def package(kind: str, wall_s: Optional[float], out_dir: str = STARTER_DIR, checkpoint: Optional[str] = None,
+            threads: str = 'one thread per model') -> str:
+    """Write the four package files of ``kind`` from its experiment (or ``checkpoint``); returns the weights' path.
+    ``threads`` says how the training ran, for the model card."""
     import torch
 
     from mpt_common.checkpoint import check_finite, load_checkpoint, select_params
@@ -115,7 +117,7 @@ def package(kind: str, wall_s: Optional[float], out_dir: str = STARTER_DIR, chec
         json.dump(record, fout)
         fout.write('\n')
     with open(stem + '.md', 'w') as fout:
-        fout.write(model_card(kind, opt, n_params, record['weights_sha256'], wall_s))
+        fout.write(model_card(kind, opt, n_params, record['weights_sha256'], wall_s, threads))
     size_mb = os.path.getsize(stem + '.pth') / 1e6
     if size_mb > 10:
         raise SystemExit(f'{stem}.pth is {size_mb:.1f} MB, over the 10 MB limit for package data.')
@@ -123,7 +125,8 @@ def package(kind: str, wall_s: Optional[float], out_dir: str = STARTER_DIR, chec
     return stem + '.pth'
 
 
-def model_card(kind: str, opt: dict, n_params: int, digest: str, wall_s: Optional[float]) -> str:
+def model_card(kind: str, opt: dict, n_params: int, digest: str, wall_s: Optional[float],
+               threads: str = 'one thread per model') -> str:
     """Markdown model card: data and licences, degradations, training, use and limits."""
     import torch
 
@@ -174,7 +177,7 @@ photons {train_ds['noise']['photons']}, read noise {train_ds['noise']['read_nois
 ## Training
 {opt['train']['total_iter']} iterations of batch {train_ds['batch_size_per_gpu']} x {train_ds['gt_size']}^2 crops,
 AdamW lr {opt['train']['optim_g']['lr']} with cosine decay, L1 loss; wall time {wall} on
-{platform.machine()} ({os.cpu_count()} CPU cores, one thread per model), torch {torch.__version__}, packaged
+{platform.machine()} ({os.cpu_count()} CPU cores, {threads}), torch {torch.__version__}, packaged
 {datetime.date.today().isoformat()}. Rebuild: `python -m tools.train_starter_models`.
 
 ## Evaluation
