@@ -282,6 +282,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             else:
                 kind = 'gray'
             train_files, val_files = split(files)
+            if args.crop:
+                from mpt_data.image_io import read_header
+
+                for name in train_files:
+                    path = os.path.join(args.sharp, name)
+                    header = read_header(path, path)
+                    if min(header.height, header.width) < args.crop:
+                        raise ValueError(f'--crop {args.crop} is larger than {path} ({header.height} x '
+                                         f'{header.width}); choose a crop that fits the training images')
             for name, listed in (('train_files.txt', train_files), ('val_files.txt', val_files)):
                 with open(os.path.join(out, name), 'w', encoding='utf-8') as handle:
                     handle.write(''.join(f'{f}\n' for f in listed))

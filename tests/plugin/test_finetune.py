@@ -90,3 +90,13 @@ def test_crop_and_learning_rate_shape_the_plan_and_bad_values_are_refused(tmp_pa
         with pytest.raises(SystemExit) as exit_info:
             parse_args([*OPTICS, *bad, '-o', str(tmp_path)])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_crop_larger_than_the_training_images_is_refused_naming_the_file(tmp_path):
+    (tmp_path / 'sharp').mkdir()
+    for i in range(3):
+        img = make_scene(np.random.default_rng(i), (80, 80), 1)[:, :, 0]
+        tifffile.imwrite(tmp_path / 'sharp' / f's{i}.tif', (img * 65535).astype(np.uint16))
+    res = _run(['--sharp', 'sharp', *OPTICS, '--crop', '96', '--iters', '2', '-o', 'scope'], tmp_path)
+    assert res.returncode == 1 and '--crop 96 is larger than' in res.stderr and '(80 x 80)' in res.stderr
+    assert not (tmp_path / 'scope' / 'model.pth').exists()  # refused before any training
