@@ -37,8 +37,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 PLAN = 'finetune_plan.yml'
 FINETUNE_LR = 2.0e-4
-BATCH = 8
-"""Batch size at the starter recipe's crop size; ``--crop`` scales it to keep the pixels per step."""
 LOSSES = {'mse': 'MSELoss', 'l1': 'L1Loss'}
 """``--loss``: BasicSR's pixel losses. MSE (default) is minimised by the conditional mean, L1 by the median, which
 under-predicts sparse bright structures whose position the blur leaves uncertain (docs/guides/finetune.md)."""
@@ -139,8 +137,9 @@ def plan_options(args: argparse.Namespace, files: List[str], kind: str, total_it
               'noise': noise}
     if CHANNELS[kind] == 1:
         common['to_gray'] = True
-    crop = args.crop or base['datasets']['train']['gt_size']
-    batch = max(1, round(BATCH * (base['datasets']['train']['gt_size'] / crop) ** 2))
+    recipe = base['datasets']['train']  # the starter recipe's crops; --crop keeps their pixels per step
+    crop = args.crop or recipe['gt_size']
+    batch = max(1, round(recipe['batch_size_per_gpu'] * (recipe['gt_size'] / crop) ** 2))
     train = {**common, 'name': 'finetune_train', 'gt_size': crop,
              'use_scale': False, 'use_hflip': True, 'use_vflip': True, 'use_rot': True,
              'use_shuffle': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': batch, 'dataset_enlarge_ratio': 1000,

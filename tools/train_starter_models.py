@@ -125,8 +125,7 @@ def package(kind: str, wall_s: Optional[float], out_dir: str = STARTER_DIR, chec
     return stem + '.pth'
 
 
-def model_card(kind: str, opt: dict, n_params: int, digest: str, wall_s: Optional[float],
-               threads: str = 'one thread per model') -> str:
+def model_card(kind: str, opt: dict, n_params: int, digest: str, wall_s: Optional[float], threads: str) -> str:
     """Markdown model card: data and licences, degradations, training, use and limits."""
     import torch
 
