@@ -20,7 +20,13 @@ Rows:
 * ``--baseline-commit REV`` (repeatable): the starter models as shipped at git revision ``REV`` (e.g. v1), read
   with ``git show`` into a temporary folder: several versions side by side in one run (a kind whose weights at
   ``REV`` are the shipped ones gets no column of its own);
-* ``--checkpoint NAME OPT WEIGHTS``: any other network (applied to the kind whose channel count it takes).
+* ``starter gray per channel`` (RGB only): the gray starter model on each colour channel alone, as ``mpt-deblur
+  --starter gray`` applies it to RGB images;
+* ``--checkpoint NAME OPT WEIGHTS``: any other network (applied to the kind whose channel count it takes; a
+  one-channel network also to RGB images, per channel).
+
+``--split tune`` scores the ``tune`` images and scenes of other seeds instead of the held-out ones: the figures to
+choose between candidate models by, so that no held-out score picks a model.
 
 PSNR/SSIM are BasicSR's (on [0, 1] images scaled to 255, outputs clipped to [0, 1]); LPIPS (AlexNet) is added when
 its backbone weights are on disk. Each table ends with the worst image of every network (its PSNR minus the
@@ -117,8 +123,11 @@ def network_method(net, network_opt: dict, norm) -> Callable:
 
 # --- report -----------------------------------------------------------------------------------------------------
 def run(kinds: Sequence[str], data: str, checkpoints: Sequence[Sequence[str]], pairs_per_image: int, crop: int,
-        tune_pairs: int, baselines: Sequence[str] = ()) -> dict:
-    """All scores: ``{kind: {'conditions': [...], 'rows': {method: {condition: [score dicts]}}, 'tuned': ...}}``."""
+        tune_pairs: int, baselines: Sequence[str] = (), split: str = 'heldout') -> dict:
+    """All scores: ``{kind: {'conditions': [...], 'rows': {method: {condition: [score dicts]}}, 'tuned': ...}}``.
+
+    ``split='tune'`` scores pairs of the ``tune`` images and scenes instead (seeds apart from those that tune the
+    oracles): for choosing between candidate models without reading a held-out score."""
     from mpt_deploy.model_loading import inference_normalization, load_network, network_in_chans, network_options
     from mpt_deploy.starter_models import CHANNELS, StarterNetworks
 
@@ -135,9 +144,11 @@ def run(kinds: Sequence[str], data: str, checkpoints: Sequence[Sequence[str]], p
             o_net, o_opt, o_norm, _ = olds[rev].get(kind)
             methods[f'starter @{rev}'] = network_method(o_net, o_opt, o_norm)
         methods['starter'] = network_method(net, net_opt, norm)
+        if CHANNELS[kind] == 3:  # mpt-deblur --starter gray: each colour channel on its own
+            methods['starter gray per channel'] = network_method(*starters.get('gray')[:3])
         for name, opt_file, weights in checkpoints:
             other_opt = network_options(opt_file)
-            if network_in_chans(other_opt) in (None, CHANNELS[kind]):
+            if network_in_chans(other_opt) in (None, 1, CHANNELS[kind]):  # one-channel networks: per channel
                 methods[name] = network_method(load_network(other_opt, weights), other_opt,
                                                inference_normalization(opt_file))
         rows: Dict[str, Dict[str, list]] = {}
@@ -155,10 +166,10 @@ def run(kinds: Sequence[str], data: str, checkpoints: Sequence[Sequence[str]], p
                                 {'procedural': {'images': 2, 'size': SCENES['size']}})
                     tuned[cond] = tune(make_pairs(tune_src, kind, spec, noise, tune_pairs, crop, 50000 + seed,
                                                   f'tune {cond}'))
-                    src = ({'dataroot_gt': osp.join(data, kind, 'heldout')} if content == 'photos' else
+                    src = ({'dataroot_gt': osp.join(data, kind, split)} if content == 'photos' else
                            {'procedural': dict(SCENES)})
                     pairs = make_pairs(src, kind, spec, noise, pairs_per_image if content == 'photos' else 1, crop,
-                                       seed, cond)
+                                       seed + (60000 if split == 'tune' else 0), cond)
                     outs = {'input': [p.lq for p in pairs],
                             'richardson_lucy': [richardson_lucy(p.lq, p.psf, tuned[cond]['rl_iterations'])
                                                 for p in pairs],
@@ -271,9 +282,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--pairs-per-image', type=int, default=2)
     parser.add_argument('--tune-pairs', type=int, default=4, help='pairs per tuning image and condition')
     parser.add_argument('--crop', type=int, default=256, help='centre crop of each image (pixels)')
+    parser.add_argument('--split', choices=['heldout', 'tune'], default='heldout',
+                        help='score the held-out images (default) or the tune images (choosing between candidates)')
     parser.add_argument('--markdown', help='docs page whose quality block receives the tables')
     parser.add_argument('--figure', help='PNG of before/after crops')
     args = parser.parse_args(argv)
+    if args.markdown and args.split != 'heldout':
+        parser.error('--markdown publishes held-out scores only; drop --split tune')
     if not all(osp.isdir(osp.join(args.data, k, 'heldout')) for k in args.kinds):
         from tools.make_starter_data import build
 
@@ -283,7 +298,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     torch.set_grad_enabled(False)
     start = time.time()
     results = run(args.kinds, args.data, args.checkpoint, args.pairs_per_image, args.crop, args.tune_pairs,
-                  args.baseline_commit)
+                  args.baseline_commit, args.split)
     report = tables(results)
     print('\n\n'.join(report))
     print(f'({time.time() - start:.0f} s)', file=sys.stderr)

@@ -87,3 +87,36 @@ def test_figure_leaves_blank_the_columns_a_kind_lacks(tmp_path, monkeypatch):
     assert path.stat().st_size > 0
     # 4 rows x (3 oracles/input + sharp): gray rows show 3 networks, rgb rows 2 (the @v2 cell blank)
     assert len(drawn) == 2 * (4 + 3) + 2 * (4 + 2)
+
+
+def test_tune_split_scores_tune_images_apart_from_oracle_seeds_and_rgb_gets_the_gray_model_per_channel(monkeypatch):
+    from mpt_data.synthetic_defocus_dataset import SyntheticPair
+
+    bench = load_script('benchmark_quality')
+    calls = []
+
+    def fake_pairs(source, kind, optics, noise, pairs_per_image, crop, seed, label):
+        calls.append((source, seed, label))
+        rng = np.random.default_rng(seed)
+        gt = rng.random((24, 24, 3)).astype(np.float32)
+        return [SyntheticPair(0.5 * gt + 0.25, gt, np.ones((1, 1)), {}, f'{label}_{seed}')]
+
+    monkeypatch.setattr(bench, 'make_pairs', fake_pairs)
+    monkeypatch.setattr(bench, 'tune', lambda pairs: {'rl_iterations': 1, 'wiener_balance': 0.1})
+    res = bench.run(['rgb'], '/data', [], 1, 24, 1, split='tune')['rgb']
+    assert res['networks'] == ['starter', 'starter gray per channel']
+    tuning, scored = calls[0::2], calls[1::2]  # per condition: the oracles' pairs, then the scored ones
+    photos = [src['dataroot_gt'] for src, _, label in scored if 'dataroot_gt' in src]
+    assert photos and all(p == '/data/rgb/tune' for p in photos)
+    assert not {seed for _, seed, _ in tuning} & {seed for _, seed, _ in scored}
+    assert min(seed for _, seed, _ in scored) >= 60000  # none of the held-out seeds (0-1101)
+    scores = res['rows']['starter gray per channel']['photos lowNA/low']
+    assert np.isfinite(scores[0]['psnr'])
+
+
+def test_markdown_refuses_tune_scores():
+    import pytest
+
+    bench = load_script('benchmark_quality')
+    with pytest.raises(SystemExit):
+        bench.main(['--split', 'tune', '--markdown', 'page.md'])
