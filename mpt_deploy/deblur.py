@@ -12,7 +12,8 @@ Reference: ``docs/guides/deblurring.md``. In short:
   TIFF stacks (z, t, channel axes; tifffile's series axes, ``--axes`` overrides) are deblurred plane by plane
   (:mod:`mpt_deploy.stacks`). Each output has the input's file name, format, shape, axes, dtype and metadata.
 * network: ``-w`` with ``-opt`` or ``--arch`` (or an authors' checkpoint alone); with none of them the shipped
-  starter model that fits each image (``--starter``: gray for one-channel planes, rgb for RGB).
+  starter models (``--starter``; default: the gray model, on each colour channel of RGB images; ``rgb``: the
+  RGB model).
 * intensities: the normalisation the network was trained with, read from the option file (``-opt``), applied
   to each plane and inverted on the output (:mod:`mpt_data.normalization`); a ground-truth-based map is refused.
 * channels: ``--channels`` decides what happens when a plane's colour count differs from the network's.
@@ -95,7 +96,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='colour count differs from the network: auto (RGB into a 1-channel net: per channel), '
                         'per-channel, replicate (gray into an RGB net), strict')
     parser.add_argument('--starter', default='auto', choices=['auto', 'gray', 'rgb'],
-                        help='starter model when no -w is given: auto (per image: gray for one channel, rgb for RGB)')
+                        help='starter model when no -w is given: auto (the gray model, per colour channel on RGB '
+                        'images: it beat the RGB model on the tune images), gray, or rgb (the RGB model)')
     parser.add_argument('--clip', default='dtype', choices=CLIP_POLICIES,
                         help='dtype: integer outputs are rounded and clipped to their dtype (e.g. negative values '
                         'to 0 in 16-bit; counts are reported per file); none: write float32 TIFFs in the input\'s '

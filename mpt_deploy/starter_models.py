@@ -5,9 +5,10 @@ state dict}``), ``MPT_starter_<kind>.yml`` (the option file it was trained with:
 ``MPT_starter_<kind>.json`` (the weights' SHA-256 and the output of a fixed input) and ``MPT_starter_<kind>.md``
 (its model card). ``tools/train_starter_models.py`` writes all four.
 
-``mpt-deblur -i IN -o OUT`` without ``-w``/``-opt`` picks, per image, the model that fits its colour count
-(:func:`select_kind`): one channel (grayscale planes, stacks) -> ``gray``, three (RGB, or RGBA with alpha kept)
--> ``rgb``.
+``mpt-deblur -i IN -o OUT`` without ``-w``/``-opt`` deblurs, per image, with :func:`deblur_kind`: the ``gray``
+model, on each colour channel alone for RGB (and RGBA, alpha kept) images, since it beat the RGB model on the tune
+images (``docs/guides/starter_models.md``); ``--starter rgb`` applies the RGB model. :func:`select_kind` is the
+model whose channel count fits (what ``mpt-finetune`` fine-tunes).
 """
 
 from __future__ import annotations
@@ -58,6 +59,16 @@ def select_kind(channels: int, path: str = 'image') -> str:
                      'RGB/RGBA); give a network with -w/-opt, or --axes so that the channel axis is a stack axis.')
 
 
+# the starter model mpt-deblur applies to images that select_kind maps to each kind: RGB images get the gray model
+# per channel (tune images: 27.87 dB against the RGB model's 26.26, which fails on smooth mid-tone photographs)
+DEBLUR_DEFAULT = {'gray': 'gray', 'rgb': 'gray'}
+
+
+def deblur_kind(channels: int, path: str = 'image') -> str:
+    """The starter model ``mpt-deblur`` applies by default to planes of ``channels`` colour channels."""
+    return DEBLUR_DEFAULT[select_kind(channels, path)]
+
+
 def sha256(path: str) -> str:
     """Hex SHA-256 of a file (the model cards record it for the weights)."""
     digest = hashlib.sha256()
@@ -87,5 +98,5 @@ class StarterNetworks:
         return self._loaded[kind]
 
     def for_channels(self, channels: int, path: str, kind: Optional[str] = None):
-        """:meth:`get` of the model ``kind``, or of :func:`select_kind` for ``channels``."""
-        return self.get(kind or select_kind(channels, path))
+        """:meth:`get` of the model ``kind``, or of :func:`deblur_kind` for ``channels``."""
+        return self.get(kind or deblur_kind(channels, path))

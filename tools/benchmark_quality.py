@@ -129,7 +129,7 @@ def run(kinds: Sequence[str], data: str, checkpoints: Sequence[Sequence[str]], p
     ``split='tune'`` scores pairs of the ``tune`` images and scenes instead (seeds apart from those that tune the
     oracles): for choosing between candidate models without reading a held-out score."""
     from mpt_deploy.model_loading import inference_normalization, load_network, network_in_chans, network_options
-    from mpt_deploy.starter_models import CHANNELS, StarterNetworks
+    from mpt_deploy.starter_models import CHANNELS, DEBLUR_DEFAULT, StarterNetworks
 
     with_lpips = lpips_available()
     starters = StarterNetworks()
@@ -183,8 +183,9 @@ def run(kinds: Sequence[str], data: str, checkpoints: Sequence[Sequence[str]], p
                     examples[cond] = (pairs[0], {name: images[0] for name, images in outs.items()})
                     print(f'[{kind}] {cond}: ' + ', '.join(
                         f'{name} {np.mean([s["psnr"] for s in rows[name][cond]]):.2f}' for name in outs), flush=True)
+        default = 'starter' if DEBLUR_DEFAULT[kind] == kind else f'starter {DEBLUR_DEFAULT[kind]} per channel'
         results[kind] = {'conditions': conditions, 'rows': rows, 'tuned': tuned, 'examples': examples,
-                         'counts': counts, 'names': names, 'networks': list(methods)}
+                         'counts': counts, 'names': names, 'networks': list(methods), 'default': default}
     for folder in old_dirs.values():
         folder.cleanup()
     return results
@@ -204,13 +205,15 @@ def worst_images(res: dict) -> List[str]:
 
 def tables(results: dict) -> List[str]:
     """One Markdown table per kind: a row per condition (content, objective class / noise), mean PSNR per method,
-    the starter model's gain over the input; then the means over all pairs and the worst images."""
+    the gain over the input of what ``mpt-deblur`` applies by default; then the means over all pairs and the worst
+    images."""
     out = []
     for kind, res in results.items():
         conds = res['conditions']
         methods = list(res['rows'])
         has_lpips = 'lpips' in next(iter(res['rows']['input'].values()))[0]
-        head = ['condition', 'pairs', *methods, 'starter - input']
+        default = res.get('default', 'starter')  # what mpt-deblur applies to this kind of image
+        head = ['condition', 'pairs', *methods, f'{default} - input']
         lines = [f'**{kind}** (mean PSNR in dB of the held-out pairs of each condition)', '',
                  '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
 
@@ -220,10 +223,10 @@ def tables(results: dict) -> List[str]:
         for c in conds:
             cells = [f'{mean(m, [c]):.2f}' for m in methods]
             lines.append(f'| {c} | {res["counts"][c]} | ' + ' | '.join(cells) +
-                         f' | {mean("starter", [c]) - mean("input", [c]):+.2f} |')
+                         f' | {mean(default, [c]) - mean("input", [c]):+.2f} |')
         lines.append('| **all (PSNR)** | ' + f'{sum(res["counts"].values())} | ' +
                      ' | '.join(f'{mean(m, conds):.2f}' for m in methods) +
-                     f' | {mean("starter", conds) - mean("input", conds):+.2f} |')
+                     f' | {mean(default, conds) - mean("input", conds):+.2f} |')
         lines.append('| all (SSIM) | | ' + ' | '.join(f'{mean(m, conds, "ssim"):.4f}' for m in methods) + ' | |')
         if has_lpips:
             lines.append('| all (LPIPS) | | ' + ' | '.join(f'{mean(m, conds, "lpips"):.4f}' for m in methods) +

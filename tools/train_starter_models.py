@@ -125,6 +125,11 @@ def package(kind: str, wall_s: Optional[float], out_dir: str = STARTER_DIR, chec
     return stem + '.pth'
 
 
+RGB_LIMITS = ('- Fails on smooth mid-tone photographs (a rocket against a sky gradient: 3-6 dB below the blurry '
+              'input).\n  `mpt-deblur` therefore deblurs RGB images with the gray model, per colour channel, unless '
+              '`--starter rgb`\n  is given (docs/guides/starter_models.md, "Which model deblurs RGB images").\n')
+
+
 def model_card(kind: str, opt: dict, n_params: int, digest: str, wall_s: Optional[float], threads: str) -> str:
     """Markdown model card: data and licences, degradations, training, use and limits."""
     import torch
@@ -138,6 +143,7 @@ def model_card(kind: str, opt: dict, n_params: int, digest: str, wall_s: Optiona
             rows.append(f'| {split} | `{src.file}` | {src.package} | {src.content} | {src.licence} |')
     psf = '; '.join(f'{k}: ' + ', '.join(f'{p} {v}' for p, v in params.items()) for k, params in
                     train_ds['psf'].items())
+    own_limits = RGB_LIMITS if kind == 'rgb' else ''
     scenes = train_ds.get('procedural')
     procedural = (f"\nBeside them, {scenes['images']} procedural fluorescence-like scenes of {scenes['size']} px per "
                   'pass over the data, made on the fly by `mpt_data.scenes` (textured nuclei, filaments, puncta, '
@@ -189,7 +195,7 @@ Wiener given the true PSF); the table is in `docs/guides/starter_models.md`.
   `SyntheticDefocusDataset` or on real pairs.
 - Small network, trained for minutes on CPU: a starting point, not the paper's model.
 - Compare with the raw image before any quantitative use.
-"""
+{own_limits}"""
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -2,7 +2,8 @@
 
 Sources (:data:`SOURCES`):
 
-* ``starter``: the shipped starter models (:mod:`mpt_deploy.starter_models`); ``auto`` picks gray or RGB per layer;
+* ``starter``: the shipped starter models (:mod:`mpt_deploy.starter_models`); ``auto`` as ``mpt-deblur`` (the
+  gray model, per colour channel on RGB layers);
 * ``options + weights``: a BasicSR option file and a checkpoint (``mpt-deblur -opt ... -w ...``);
 * ``model folder``: ``model.yml`` + ``model.pth`` as ``mpt-finetune`` writes them;
 * ``bioimage.io package``: a ``.zip`` exported by ``mpt-export-bioimageio`` (its ``pytorch_state_dict`` weights,

@@ -13,7 +13,7 @@ import torch
 
 from helpers import REPO
 from mpt_deploy import deblur, inference
-from mpt_deploy.starter_models import KINDS, StarterNetworks, select_kind, sha256, starter_model
+from mpt_deploy.starter_models import KINDS, StarterNetworks, deblur_kind, select_kind, sha256, starter_model
 
 ROOT = str(REPO)
 
@@ -49,11 +49,13 @@ def test_fixed_input_gives_the_recorded_output(kind, starters):
     np.testing.assert_allclose(out, np.array(record['reference_output'], np.float32), atol=2e-5)
 
 
-def test_select_kind_by_colour_count():
+def test_select_kind_by_colour_count_and_the_gray_model_deblurs_rgb_by_default():
     assert select_kind(1) == 'gray'
-    assert select_kind(3) == 'rgb' and select_kind(4) == 'rgb'
-    with pytest.raises(ValueError, match='2 channels'):
-        select_kind(2, 'two.tif')
+    assert select_kind(3) == 'rgb' and select_kind(4) == 'rgb'  # the network that fits (mpt-finetune's)
+    assert deblur_kind(1) == 'gray' and deblur_kind(3) == 'gray' and deblur_kind(4) == 'gray'
+    for pick in (select_kind, deblur_kind):
+        with pytest.raises(ValueError, match='2 channels'):
+            pick(2, 'two.tif')
 
 
 def test_mpt_deblur_without_a_network_picks_the_starter_model_per_image(tmp_path, starters, capsys):
@@ -69,16 +71,25 @@ def test_mpt_deblur_without_a_network_picks_the_starter_model_per_image(tmp_path
     code = deblur.main(['-i', str(src), '-o', str(tmp_path / 'out'), '--tile', '0'])
     assert code == 0
     err = capsys.readouterr().err
-    assert 'gray.png: starter model gray' in err and 'rgb.png: starter model rgb' in err
+    assert 'gray.png: starter model gray' in err and 'rgb.png: starter model gray' in err
     assert 'stack.tif: starter model gray' in err
-    for name, kind in (('gray.png', 'gray'), ('rgb.png', 'rgb')):
-        net, network_opt, norm, _ = starters.get(kind)
+    net, network_opt, norm, _ = starters.get('gray')
+    for name in ('gray.png', 'rgb.png'):
         raw = cv2.imread(str(src / name), cv2.IMREAD_UNCHANGED)
         raw = raw[:, :, None] if raw.ndim == 2 else raw[:, :, ::-1]
-        expected = inference.deblur_plane(net, raw, name, norm, network_opt['in_chans'], tile=0)
+        # RGB: each colour channel through the gray model on its own, with its own normalisation
+        expected = np.concatenate([inference.deblur_plane(net, raw[:, :, c:c + 1], name, norm, 1, tile=0)
+                                   for c in range(raw.shape[2])], axis=2)
         got = cv2.imread(str(tmp_path / 'out' / name), cv2.IMREAD_UNCHANGED)
         got = got[:, :, None] if got.ndim == 2 else got[:, :, ::-1]
         assert np.array_equal(got, expected)
+    code = deblur.main(['-i', str(src / 'rgb.png'), '-o', str(tmp_path / 'rgb_model'), '--tile', '0',
+                        '--starter', 'rgb'])
+    assert code == 0 and 'rgb.png: starter model rgb' in capsys.readouterr().err
+    net, network_opt, norm, _ = starters.get('rgb')
+    raw = cv2.imread(str(src / 'rgb.png'), cv2.IMREAD_UNCHANGED)[:, :, ::-1]
+    got = cv2.imread(str(tmp_path / 'rgb_model' / 'rgb.png'), cv2.IMREAD_UNCHANGED)[:, :, ::-1]
+    assert np.array_equal(got, inference.deblur_plane(net, raw, 'rgb.png', norm, 3, tile=0))
     out_stack = tifffile.imread(str(tmp_path / 'out' / 'stack.tif'))
     assert out_stack.shape == stack.shape and out_stack.dtype == np.uint16
 

@@ -104,7 +104,7 @@ def test_tune_split_scores_tune_images_apart_from_oracle_seeds_and_rgb_gets_the_
     monkeypatch.setattr(bench, 'make_pairs', fake_pairs)
     monkeypatch.setattr(bench, 'tune', lambda pairs: {'rl_iterations': 1, 'wiener_balance': 0.1})
     res = bench.run(['rgb'], '/data', [], 1, 24, 1, split='tune')['rgb']
-    assert res['networks'] == ['starter', 'starter gray per channel']
+    assert res['networks'] == ['starter', 'starter gray per channel'] and res['default'] == 'starter gray per channel'
     tuning, scored = calls[0::2], calls[1::2]  # per condition: the oracles' pairs, then the scored ones
     photos = [src['dataroot_gt'] for src, _, label in scored if 'dataroot_gt' in src]
     assert photos and all(p == '/data/rgb/tune' for p in photos)
@@ -112,6 +112,10 @@ def test_tune_split_scores_tune_images_apart_from_oracle_seeds_and_rgb_gets_the_
     assert min(seed for _, seed, _ in scored) >= 60000  # none of the held-out seeds (0-1101)
     scores = res['rows']['starter gray per channel']['photos lowNA/low']
     assert np.isfinite(scores[0]['psnr'])
+    (table,) = bench.tables({'rgb': res})  # the gain column is the default's, not the RGB model's
+    assert '| starter | starter gray per channel | starter gray per channel - input |' in table
+    gain = scores[0]['psnr'] - res['rows']['input']['photos lowNA/low'][0]['psnr']
+    assert f'| {gain:+.2f} |' in next(line for line in table.splitlines() if line.startswith('| photos lowNA/low'))
 
 
 def test_markdown_refuses_tune_scores():
