@@ -60,7 +60,7 @@ def select_kind(channels: int, path: str = 'image') -> str:
 
 
 # the starter model mpt-deblur applies to images that select_kind maps to each kind: RGB images get the gray model
-# per channel (tune images: 27.87 dB against the RGB model's 26.26, which fails on smooth mid-tone photographs)
+# per channel, chosen on the tune images (docs/guides/starter_models.md, "Which model deblurs RGB images")
 DEBLUR_DEFAULT = {'gray': 'gray', 'rgb': 'gray'}
 
 
