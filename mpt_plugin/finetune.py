@@ -271,19 +271,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             opt = load_options(plan_path)
             print(f'mpt-finetune: continuing the run planned in {plan_path}', file=sys.stderr)
         else:
+            from mpt_data.image_io import read_header
+
             if args.kind:
                 kind = args.kind
             elif files:
-                from mpt_data.image_io import read_header
-
                 path = os.path.join(args.sharp, files[0])
                 kind = select_kind(read_header(path, path).channels, path)
             else:
                 kind = 'gray'
             train_files, val_files = split(files)
             if args.crop:
-                from mpt_data.image_io import read_header
-
                 for name in train_files:
                     path = os.path.join(args.sharp, name)
                     header = read_header(path, path)

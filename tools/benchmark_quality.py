@@ -67,6 +67,7 @@ NOISE_LEVELS = {'low': {'photons': [3000.0, 3000.0], 'read_noise': [0.002, 0.002
 CONTENTS = ('photos', 'scenes')
 SCENES = {'images': 6, 'size': 256}  # procedural held-out scenes per condition
 MARKS = ('<!-- quality:begin -->', '<!-- quality:end -->')
+GRAY_PER_CHANNEL = 'starter gray per channel'  # the gray starter on each colour channel (mpt-deblur's RGB default)
 
 
 # --- pairs ------------------------------------------------------------------------------------------------------
@@ -145,7 +146,7 @@ def run(kinds: Sequence[str], data: str, checkpoints: Sequence[Sequence[str]], p
             methods[f'starter @{rev}'] = network_method(o_net, o_opt, o_norm)
         methods['starter'] = network_method(net, net_opt, norm)
         if CHANNELS[kind] == 3:  # mpt-deblur --starter gray: each colour channel on its own
-            methods['starter gray per channel'] = network_method(*starters.get('gray')[:3])
+            methods[GRAY_PER_CHANNEL] = network_method(*starters.get('gray')[:3])
         for name, opt_file, weights in checkpoints:
             other_opt = network_options(opt_file)
             if network_in_chans(other_opt) in (None, 1, CHANNELS[kind]):  # one-channel networks: per channel
@@ -183,7 +184,7 @@ def run(kinds: Sequence[str], data: str, checkpoints: Sequence[Sequence[str]], p
                     examples[cond] = (pairs[0], {name: images[0] for name, images in outs.items()})
                     print(f'[{kind}] {cond}: ' + ', '.join(
                         f'{name} {np.mean([s["psnr"] for s in rows[name][cond]]):.2f}' for name in outs), flush=True)
-        default = 'starter' if DEBLUR_DEFAULT[kind] == kind else f'starter {DEBLUR_DEFAULT[kind]} per channel'
+        default = 'starter' if DEBLUR_DEFAULT[kind] == kind else GRAY_PER_CHANNEL
         results[kind] = {'conditions': conditions, 'rows': rows, 'tuned': tuned, 'examples': examples,
                          'counts': counts, 'names': names, 'networks': list(methods), 'default': default}
     for folder in old_dirs.values():
