@@ -256,6 +256,14 @@ class ImageLoader:
         """Image as float32 ``H x W x C`` in [0, 1] (divided by the dtype's maximum)."""
         return to_float(self.read_raw(path, client_key), path)
 
+    def read_unconverted(self, path: str, client_key: str = 'default') -> np.ndarray:
+        """:meth:`read`, but an RGB image that ``to_gray`` accepts keeps its three channels (the caller picks one:
+        ``SyntheticDefocusDataset``'s ``gray_channels``)."""
+        img, name = self._decode(path, client_key)
+        if not (self.to_gray and self.in_chans == 1 and img.shape[2] == 3):
+            img = match_channels(img, self.in_chans, name)
+        return to_float(img, name)
+
 
 def read_meta_info(path: str) -> List[str]:
     """The entries of a ``meta_info`` file (a dataset's ``meta_info_file``, an LMDB's ``meta_info.txt``): the first

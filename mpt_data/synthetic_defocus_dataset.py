@@ -9,8 +9,11 @@ Options (YAML keys of a ``datasets`` entry with ``type: SyntheticDefocusDataset`
 * ``dataroot_gt``: a folder (or a list of folders) of sharp images, 8/16-bit or float TIFF, any size; with
   ``io_backend: {type: lmdb}`` an ``.lmdb`` folder made by ``scripts/make_lmdb.py``. ``meta_info_file`` (disk):
   one file name per line, relative to the (single) folder.
-* ``in_chans`` 1 or 3, ``to_gray``; ``normalize`` (:mod:`mpt_data.normalization`), applied from the synthesised
-  *input* to both images, as ``mpt-deblur`` applies it to a real input.
+* ``in_chans`` 1 or 3, ``to_gray``; ``gray_channels`` (``in_chans: 1``): an RGB image gives one of its colour
+  channels per sample (training: a random one; validation pair ``k`` of an image: channel ``k mod 3``), as
+  ``mpt-deblur`` applies a one-channel network to each channel, instead of ``to_gray``'s luminance; ``normalize``
+  (:mod:`mpt_data.normalization`), applied from the synthesised *input* to both images, as ``mpt-deblur`` applies
+  it to a real input.
 * ``psf``: ``{<type>: {weight: w, <param>: [min, max], ...}}`` for the types to draw (by weight), parameters
   uniform in their range (widefield ones on a grid of :data:`PSF_GRID`, whose PSFs are cached):
   ``disk: {radius}``, ``gaussian: {sigma}``, ``widefield: {airy_radius, defocus_waves}``. Default
@@ -35,6 +38,8 @@ Options (YAML keys of a ``datasets`` entry with ``type: SyntheticDefocusDataset`
 * Validation/test (any other phase): every image is used whole (``val_crop``: a centred crop of that size) with
   ``pairs_per_image`` draws each; pair ``i`` comes from ``numpy.random.default_rng([val_seed, i])``, so the
   validation set is identical across runs, processes and machines. Borders are reflected.
+* ``extra_dataset`` / ``extra_sampling`` (:mod:`mpt_data.extra_data`): e.g. your real blurry images as the
+  unlabeled extra data of EFCR's ``extra_unlabeled`` mode (``docs/reference/efcr.md``).
 
 Samples: ``lq``, ``gt`` (float C x H x W), ``lq_path`` (``<gt stem>_s<index>_<psf type>``, no file), ``gt_path``;
 :meth:`SyntheticDefocusDataset.pair` also gives the PSF and its parameters (the oracle of the quality benchmark).
@@ -52,6 +57,7 @@ import numpy as np
 from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
+from mpt_data.extra_data import ExtraDatasetMixin
 from mpt_data.file_checks import note_ignored
 from mpt_data.image_io import FlatImageError, ImageLoader, is_image_file, read_lmdb_keys, read_meta_info
 from mpt_data.noise import poisson_gaussian
@@ -251,11 +257,11 @@ def degrade(sharp: np.ndarray, psf: np.ndarray, params: Mapping[str, Any], rng: 
 
 
 @DATASET_REGISTRY.register()
-class SyntheticDefocusDataset(PluginDataset):
+class SyntheticDefocusDataset(ExtraDatasetMixin, PluginDataset):
     """Pairs made from sharp images with random defocus PSFs and camera noise (module docstring)."""
 
     OPTION_KEYS = ('dataroot_gt', 'meta_info_file', 'psf', 'noise', 'pairs_per_image', 'val_seed', 'val_crop',
-                   'cache_images', 'procedural', 'norm_context')
+                   'cache_images', 'procedural', 'norm_context', 'gray_channels')
     DEFAULT_NAME = 'SyntheticDefocusDataset'
     CHECK_CROP_SIZE = False  # images smaller than a crop are reflect-padded
 
@@ -288,6 +294,12 @@ class SyntheticDefocusDataset(PluginDataset):
             raise ValueError(f'{self.name}: dataroot_gt (folder(s) of sharp images) is required.')
         roots = [str(r) for r in roots] if isinstance(roots, (list, tuple)) else [str(roots)] if roots else []
         in_chans, to_gray = opt.get('in_chans', 3), opt.get('to_gray', False)
+        self.gray_channels = bool(opt.get('gray_channels', False))
+        if self.gray_channels and (in_chans != 1 or to_gray):
+            raise ValueError(f'{self.name}: gray_channels needs in_chans: 1 and no to_gray (it replaces the luminance '
+                             f'of to_gray by one colour channel per sample), got in_chans {in_chans}, to_gray '
+                             f'{to_gray}.')
+        to_gray = to_gray or self.gray_channels  # the loader's checks accept RGB; _sharp keeps its channels
         if not roots:
             self.loader = ImageLoader(io_backend, None, in_chans, to_gray)
             self.samples = []
@@ -302,6 +314,7 @@ class SyntheticDefocusDataset(PluginDataset):
         if self.procedural is not None:
             self.samples += [(f'procedural_{i:05d}', PROCEDURAL) for i in range(self.procedural['images'])]
         self.check_files_if_enabled()
+        self.init_extra(opt)
 
     def header_samples(self) -> list:
         """Each sharp image on its own (:meth:`PluginDataset.check_files`)."""
@@ -339,12 +352,22 @@ class SyntheticDefocusDataset(PluginDataset):
                              self.procedural['kinds'])
             if self.train:
                 return img  # a new scene at every visit, never cached
+        elif self.gray_channels:
+            img = self.loader.read_unconverted(path, key)
         else:
             img = self.loader.read(path, key)
         if self.cache is not None:
             img.setflags(write=False)
             self.cache[image_index] = img
         return img
+
+    @staticmethod
+    def _channel(img: np.ndarray, k: int) -> np.ndarray:
+        """Channel ``k`` (mod the channel count) of ``img`` as an ``H x W x 1`` copy; a one-channel image as is."""
+        if img.shape[2] == 1:
+            return img
+        c = k % img.shape[2]
+        return np.ascontiguousarray(img[:, :, c:c + 1])
 
     def pair(self, index: int) -> SyntheticPair:
         """Pair ``index``: training crops use the global generators; validation pairs are a function of
@@ -359,6 +382,8 @@ class SyntheticDefocusDataset(PluginDataset):
                     if attempt == FLAT_CROP_RETRIES - 1:
                         raise
         sharp = self._sharp(image_index)
+        if self.gray_channels:
+            sharp = self._channel(sharp, index // len(self.samples))
         rng = np.random.default_rng([self.val_seed, index])
         params = draw_degradation(self.psf_opt, self.noise_opt, rng)
         psf = psf_of(params)
@@ -385,6 +410,8 @@ class SyntheticDefocusDataset(PluginDataset):
         the normalisation map comes from a region of that size around the crop, degraded alike, as inference
         computes it from a whole image rather than from one crop."""
         sharp = self._sharp(image_index)
+        if self.gray_channels:
+            sharp = self._channel(sharp, np.random.randint(0, 3))
         rng = np.random.default_rng(np.random.randint(0, 2**31 - 1))
         params = draw_degradation(self.psf_opt, self.noise_opt, rng)
         psf = psf_of(params)
@@ -411,4 +438,5 @@ class SyntheticDefocusDataset(PluginDataset):
         sample = self.pair(index)
         lq, gt = img2tensor([sample.lq, sample.gt], bgr2rgb=False, float32=True)
         path, key = self.samples[index % len(self.samples)]
-        return {'lq': lq, 'gt': gt, 'lq_path': sample.name, 'gt_path': self._label(path, key)}
+        return self.attach_extra({'lq': lq, 'gt': gt, 'lq_path': sample.name, 'gt_path': self._label(path, key)},
+                                 index)

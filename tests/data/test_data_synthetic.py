@@ -203,3 +203,51 @@ def test_a_crop_that_is_the_whole_cached_image_is_flipped_on_a_copy(tmp_path):
         random.seed(seed)
         (out,) = random_flips([frozen])
         assert out.shape == frozen.shape and np.array_equal(frozen.ravel(), np.arange(12))  # input untouched
+
+
+def test_gray_channels_gives_one_colour_channel_per_sample(tmp_path):
+    """An RGB image whose channels differ: validation pair k of it is channel k mod 3, training crops each come from
+    one channel (never the luminance of to_gray), gray images pass as they are; the option needs in_chans 1."""
+    folder = tmp_path / 'rgb'
+    folder.mkdir()
+    rgb = np.zeros((48, 48, 3), np.uint8)
+    rgb[:, :, 0], rgb[:, :, 1], rgb[:, :, 2] = 40, 120, 200  # flat channels: each value names its channel
+    cv2.imwrite(str(folder / 'a_rgb.png'), rgb[:, :, ::-1])
+    cv2.imwrite(str(folder / 'b_gray.png'), np.full((48, 48), 90, np.uint8))
+    flat = {'psf': {'gaussian': {'sigma': [1.0, 1.0]}}, 'noise': {'photons': None, 'read_noise': [0, 0]}}
+    ds = SyntheticDefocusDataset(_opt(str(folder), to_gray=False, gray_channels=True, pairs_per_image=4, **flat))
+    values = [(ds.pair(i).gt.shape, round(float(ds.pair(i).gt.mean()) * 255)) for i in range(len(ds))]
+    # pairs alternate between the two images (index mod 2); the RGB one walks its channels
+    assert values == [((48, 48, 1), 40), ((48, 48, 1), 90), ((48, 48, 1), 120), ((48, 48, 1), 90),
+                      ((48, 48, 1), 200), ((48, 48, 1), 90), ((48, 48, 1), 40), ((48, 48, 1), 90)]
+    train = SyntheticDefocusDataset(_opt(str(folder), phase='train', gt_size=16, use_scale=False, to_gray=False,
+                                         gray_channels=True, cache_images=True, **flat))
+    np.random.seed(0)
+    random.seed(0)
+    seen = {round(float(train[0]['gt'].mean()) * 255) for _ in range(30)}
+    assert seen == {40, 120, 200}  # every channel, and only channels
+    assert train.cache[0].shape == (48, 48, 3) and not train.cache[0].flags.writeable
+    luminance = SyntheticDefocusDataset(_opt(str(folder), **flat))  # to_gray: one value, none of the channels
+    assert round(float(luminance.pair(0).gt.mean()) * 255) not in (40, 120, 200)
+    for bad in ({'in_chans': 3, 'to_gray': False}, {'to_gray': True}):
+        with pytest.raises(ValueError, match='gray_channels needs in_chans: 1 and no to_gray'):
+            SyntheticDefocusDataset(_opt(str(folder), gray_channels=True, **bad))
+
+
+def test_extra_dataset_attaches_unlabeled_crops_to_synthetic_pairs(sharp_folder, tmp_path):
+    """EFCR's unlabeled mode beside synthetic pairs: each training sample carries a crop of a real blurry image."""
+    blurry = tmp_path / 'blurry'
+    blurry.mkdir()
+    cv2.imwrite(str(blurry / 'b0.png'), np.full((40, 40), 77, np.uint8))
+    ds = SyntheticDefocusDataset(_opt(sharp_folder, phase='train', gt_size=16, use_scale=False,
+                                      extra_dataset={'type': 'UnlabeledDefocusDataset', 'dataroot_lq': str(blurry),
+                                                     'to_gray': True}))
+    np.random.seed(0)
+    random.seed(0)
+    sample = ds[1]
+    assert sample['lq'].shape == sample['extra_lq'].shape == (1, 16, 16)
+    assert float(sample['extra_lq'].mean()) == pytest.approx(77 / 255) and sample['extra_lq_path'].endswith('b0.png')
+    assert 'extra_gt' not in sample
+    with pytest.raises(ValueError, match='gt_size 32 differs'):
+        SyntheticDefocusDataset(_opt(sharp_folder, phase='train', gt_size=16, extra_dataset={
+            'type': 'UnlabeledDefocusDataset', 'dataroot_lq': str(blurry), 'gt_size': 32}))
