@@ -7,8 +7,8 @@ state dict}``), ``MPT_starter_<kind>.yml`` (the option file it was trained with:
 
 ``mpt-deblur -i IN -o OUT`` without ``-w``/``-opt`` deblurs, per image, with :func:`deblur_kind`: the ``gray``
 model, on each colour channel alone for RGB (and RGBA, alpha kept) images, since it beat the RGB model on the tune
-images (``docs/guides/starter_models.md``); ``--starter rgb`` applies the RGB model. :func:`select_kind` is the
-model whose channel count fits (what ``mpt-finetune`` fine-tunes).
+images (``docs/guides/starter_models.md``); ``--starter rgb`` applies the RGB model; ``mpt-finetune`` starts from the
+same default. :func:`select_kind` is the model whose channel count fits (``--starter rgb``'s network for RGB).
 """
 
 from __future__ import annotations

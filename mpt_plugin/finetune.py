@@ -4,11 +4,12 @@
                  --pixel-size 0.065 --defocus 0:2 --minutes 20 -o my_scope_model/
     mpt-deblur -opt my_scope_model/model.yml -w my_scope_model/model.pth -i blurry/ -o deblurred/
 
-The shipped starter model that fits the images (gray for one channel, rgb for three) is fine-tuned through BasicSR's
-training loop on :class:`~mpt_data.synthetic_defocus_dataset.SyntheticDefocusDataset` pairs blurred with exactly
-this microscope's widefield PSF (``widefield_physical``: the exact scalar defocus phase for the given NA, immersion,
-wavelength and pixel size, defocus drawn from ``--defocus``) and the given noise. Without ``--sharp`` the sharp
-images are procedural fluorescence-like scenes (:mod:`mpt_data.scenes`).
+The shipped starter model that ``mpt-deblur`` applies to the images by default (gray; for RGB images the gray model
+per colour channel, trained here on one channel per sample; ``--kind rgb``: the RGB model) is fine-tuned through
+BasicSR's training loop on :class:`~mpt_data.synthetic_defocus_dataset.SyntheticDefocusDataset` pairs blurred with
+exactly this microscope's widefield PSF (``widefield_physical``: the exact scalar defocus phase for the given NA,
+immersion, wavelength and pixel size, defocus drawn from ``--defocus``) and the given noise. Without ``--sharp``
+the sharp images are procedural fluorescence-like scenes (:mod:`mpt_data.scenes`).
 
 * Validation: every fifth image of ``--sharp`` (at least one, when there are two or more) is held out and never
   trained on; with a single image (or none), validation uses procedural scenes with their own seed.
@@ -74,8 +75,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--lr', type=float, default=FINETUNE_LR, help=f'peak learning rate (default {FINETUNE_LR:g})')
     parser.add_argument('--loss', choices=sorted(LOSSES), default='mse',
                         help='pixel loss: mse (default; unbiased intensities, what PSNR measures) or l1')
-    parser.add_argument('--kind', choices=['gray', 'rgb'], help='starter model (default: from the images; gray '
-                        'without --sharp)')
+    parser.add_argument('--kind', choices=['gray', 'rgb'], help='starter model (default: the one mpt-deblur '
+                        'applies to the images: gray, RGB images per colour channel)')
     parser.add_argument('-o', '--output', required=True, help='folder for model.pth, model.yml, model.md')
     parser.add_argument('--auto_resume', '--auto-resume', action='store_true', dest='auto_resume',
                         help='continue an interrupted run in --output with its saved plan')
@@ -136,7 +137,7 @@ def plan_options(args: argparse.Namespace, files: List[str], kind: str, total_it
               'normalize': base['datasets']['train'].get('normalize', 'dtype'), 'psf': {'widefield_physical': optics},
               'noise': noise}
     if CHANNELS[kind] == 1:
-        common['to_gray'] = True
+        common['gray_channels'] = True  # RGB images: one colour channel per sample, as mpt-deblur applies the model
     recipe = base['datasets']['train']  # the starter recipe's crops; --crop keeps their pixels per step
     crop = args.crop or recipe['gt_size']
     batch = max(1, round(recipe['batch_size_per_gpu'] * (recipe['gt_size'] / crop) ** 2))
@@ -260,7 +261,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import shutil
 
     from mpt_common.option_file import dump_options, load_options
-    from mpt_deploy.starter_models import CHANNELS, select_kind
+    from mpt_deploy.starter_models import CHANNELS, deblur_kind
 
     out = os.path.abspath(args.output)
     os.makedirs(out, exist_ok=True)
@@ -277,7 +278,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 kind = args.kind
             elif files:
                 path = os.path.join(args.sharp, files[0])
-                kind = select_kind(read_header(path, path).channels, path)
+                kind = deblur_kind(read_header(path, path).channels, path)  # the model mpt-deblur would apply
             else:
                 kind = 'gray'
             train_files, val_files = split(files)
@@ -349,6 +350,8 @@ def write_card(out: str, args: argparse.Namespace, opt: Dict[str, Any], kind: st
         '## Data', '',
         f'- Sharp images: {args.sharp or "procedural fluorescence-like scenes (mpt_data.scenes)"}.',
         f'- Validation: {held}, never trained on.',
+        *(['- Colour: a one-channel network; `mpt-deblur` applies it to each colour channel of RGB images, and RGB '
+           'training images gave one channel per sample.'] if kind == 'gray' else []),
         f'- Loss: {opt["train"]["pixel_opt"]["type"]} at learning rate {opt["train"]["optim_g"]["lr"]:g}.', '',
         '## Validation PSNR (dB, in the images\' own units)', '',
         '| input | starter model | fine-tuned |', '|---|---|---|',

@@ -1,12 +1,13 @@
 """What ``mpt-finetune`` gains: a fine-tune for one microscope, scored on images it never saw (issue: a model for
 your microscope in one command).
 
-1. A "specimen": procedural fluorescence-like scenes of a few kinds (:data:`SPECIMEN`), written as 16-bit TIFFs;
-   ``train/`` goes to the fine-tune as ``--sharp``, ``test/`` (other seeds) is only used for scoring.
+1. A "specimen": procedural fluorescence-like scenes of a few kinds (:data:`SPECIMEN`), written as 16-bit TIFFs
+   (``--rgb``: three-channel composites, each channel its own structures); ``train/`` goes to the fine-tune as
+   ``--sharp``, ``test/`` (other seeds) is only used for scoring.
 2. ``mpt-finetune --sharp train/ <optics> --minutes M -o model/`` as a user runs it (all cores).
 3. Test pairs: ``test/`` blurred with the same optics (defocus drawn from the same range) and shot noise, seeded;
-   PSNR of the blurry input, of the shipped starter model and of the fine-tuned model, each through
-   ``mpt-deblur``'s normalisation.
+   PSNR of the blurry input, of the starter model ``mpt-deblur`` applies by default (RGB: the gray one per channel)
+   and of the fine-tuned model, each through ``mpt-deblur``'s normalisation.
 
     python -m tools.finetune_gain --minutes 10 --markdown docs/guides/finetune.md
 
@@ -43,9 +44,10 @@ PHOTONS = [100.0, 3000.0]  # mpt-finetune's default noise range
 SPECIMEN = {'kinds': ['nuclei', 'puncta'], 'size': 384, 'train': 10, 'test': 6}
 
 
-def write_specimen(folder: str, seed: int = 0) -> Dict[str, str]:
-    """``train/`` and ``test/`` folders of 16-bit scenes (seeds from ``seed`` and ``seed + 10000``); returns their
-    paths. The documented figures use seed 0; a study of the fine-tune's settings uses another specimen."""
+def write_specimen(folder: str, seed: int = 0, channels: int = 1) -> Dict[str, str]:
+    """``train/`` and ``test/`` folders of 16-bit scenes of ``channels`` channels (seeds from ``seed`` and ``seed +
+    10000``); returns their paths. The documented figures use seed 0; a study of the fine-tune's settings uses
+    another specimen."""
     import tifffile
 
     from mpt_data.scenes import make_scene
@@ -55,16 +57,18 @@ def write_specimen(folder: str, seed: int = 0) -> Dict[str, str]:
         paths[split] = osp.join(folder, split)
         os.makedirs(paths[split], exist_ok=True)
         for i in range(count):
-            scene = make_scene(np.random.default_rng(first + i), (SPECIMEN['size'], SPECIMEN['size']), 1,
+            scene = make_scene(np.random.default_rng(first + i), (SPECIMEN['size'], SPECIMEN['size']), channels,
                                SPECIMEN['kinds'])
             tifffile.imwrite(osp.join(paths[split], f'scene_{first + i:05d}.tif'),
-                             np.round(scene[:, :, 0] * 65535).astype(np.uint16))
+                             np.round((scene[:, :, 0] if channels == 1 else scene) * 65535).astype(np.uint16))
     return paths
 
 
-def finetune(sharp: str, out: str, minutes: float, optics: Dict = OPTICS, extra: Sequence[str] = ()) -> float:
-    """Run ``mpt-finetune`` (with ``extra`` options); returns its wall time in seconds."""
-    cmd = [sys.executable, '-m', 'mpt_plugin.finetune', '--sharp', sharp, '--na', str(optics['na']),
+def finetune(sharp: Optional[str], out: str, minutes: float, optics: Dict = OPTICS, extra: Sequence[str] = ()) -> float:
+    """Run ``mpt-finetune`` (on ``sharp``, or procedural scenes when None; with ``extra`` options); returns its wall
+    time in seconds."""
+    cmd = [sys.executable, '-m', 'mpt_plugin.finetune', *(['--sharp', sharp] if sharp else []),
+           '--na', str(optics['na']),
            '--immersion-index', str(optics['immersion_index']), '--wavelength', str(optics['wavelength_um']),
            '--pixel-size', str(optics['pixel_size_um']), '--defocus', '{}:{}'.format(*optics['defocus_um']),
            '--photons', '{:g}:{:g}'.format(*PHOTONS), '--minutes', f'{minutes:g}', '-o', out, *extra]
@@ -74,19 +78,21 @@ def finetune(sharp: str, out: str, minutes: float, optics: Dict = OPTICS, extra:
     return time.time() - start
 
 
-def score(test: str, model_dir: str, pairs_per_image: int = 2, optics: Dict = OPTICS) -> Dict[str, List[float]]:
-    """PSNR per test pair: ``input``, ``starter`` (shipped) and ``fine-tuned``."""
+def score(test: str, model_dir: str, pairs_per_image: int = 2, optics: Dict = OPTICS,
+          channels: int = 1) -> Dict[str, List[float]]:
+    """PSNR per test pair: ``input``, ``starter`` (the shipped model ``mpt-deblur`` applies by default) and
+    ``fine-tuned``."""
     from mpt_data.synthetic_defocus_dataset import SyntheticDefocusDataset
     from mpt_deploy.inference import deblur_plane
     from mpt_deploy.model_loading import inference_normalization, load_weights, network_in_chans
     from mpt_deploy.starter_models import StarterNetworks
     from mpt_metrics.image_quality import psnr
 
-    ds = SyntheticDefocusDataset({'name': 'finetune test', 'phase': 'val', 'dataroot_gt': test, 'in_chans': 1,
+    ds = SyntheticDefocusDataset({'name': 'finetune test', 'phase': 'val', 'dataroot_gt': test, 'in_chans': channels,
                                   'psf': {'widefield_physical': optics},
                                   'noise': {'photons': PHOTONS, 'read_noise': [0.0, 0.005], 'clean_fraction': 0.0},
                                   'pairs_per_image': pairs_per_image, 'val_seed': 7, 'val_crop': 256})
-    starter_net, starter_opt, starter_norm, _ = StarterNetworks().get('gray')
+    starter_net, starter_opt, starter_norm, _ = StarterNetworks().for_channels(channels, test)
     opt_file = osp.join(model_dir, 'model.yml')
     tuned_net, tuned_opt = load_weights(finetuned_weights(model_dir), opt_file)
     tuned_norm = inference_normalization(opt_file)
@@ -111,17 +117,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         'one; choose mpt-finetune settings on another)')
     parser.add_argument('--crop', type=int, help='mpt-finetune --crop')
     parser.add_argument('--lr', type=float, help='mpt-finetune --lr')
+    parser.add_argument('--rgb', action='store_true', help='an RGB specimen (three-channel composites)')
+    parser.add_argument('--kind', choices=['gray', 'rgb'], help='mpt-finetune --kind (the starter column stays the '
+                        'model mpt-deblur applies by default)')
     parser.add_argument('--markdown', help='docs page whose finetune:<optics> block receives the table')
     args = parser.parse_args(argv)
     extra = [f'--{k}={getattr(args, k):g}' for k in ('crop', 'lr') if getattr(args, k) is not None]
+    extra += [f'--kind={args.kind}'] if args.kind else []
+    channels = 3 if args.rgb else 1
     optics = OPTICS_PRESETS[args.optics]
     import torch
 
-    paths = write_specimen(args.work, args.seed)
+    paths = write_specimen(args.work, args.seed, channels)
     model_dir = osp.join(args.work, 'model')
     wall = finetune(paths['train'], model_dir, args.minutes, optics, extra)
     torch.set_grad_enabled(False)
-    psnrs = score(paths['test'], model_dir, optics=optics)
+    psnrs = score(paths['test'], model_dir, optics=optics, channels=channels)
     mean = {k: float(np.mean(v)) for k, v in psnrs.items()}
     with open(osp.join(model_dir, 'model.pth'), 'rb') as a, open(finetuned_weights(model_dir), 'rb') as b:
         kept = 'the fine-tuned weights' if a.read() == b.read() else 'the starter model'
@@ -144,11 +155,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         described = ', '.join(f'{k} {v}' for k, v in optics.items())
         notes = [f'Optics ({args.optics}): {described}; shot noise {PHOTONS[0]:g}-{PHOTONS[1]:g} photons at full '
                  'scale, read noise 0-0.005.',
-                 f'Specimen: procedural scenes of kinds {SPECIMEN["kinds"]}, {SPECIMEN["size"]} px, '
+                 f'Specimen: {"RGB composites of " if args.rgb else ""}procedural scenes of kinds '
+                 f'{SPECIMEN["kinds"]}, {SPECIMEN["size"]} px, '
                  f'{SPECIMEN["train"]} for --sharp (seeds {args.seed}-{args.seed + SPECIMEN["train"] - 1}), '
                  f'{SPECIMEN["test"]} for the test (seeds from {args.seed + 10_000}).']
         env = {'cpu': platform.processor() or platform.machine(), 'torch': torch.__version__}
-        marks = (f'<!-- finetune:{args.optics}:begin -->', f'<!-- finetune:{args.optics}:end -->')
+        block = args.optics + ('-rgb' if args.rgb else '') + (f'-{args.kind}' if args.kind else '')
+        marks = (f'<!-- finetune:{block}:begin -->', f'<!-- finetune:{block}:end -->')
         write_markdown(args.markdown, [report], notes, env, argv, '-m tools.finetune_gain', marks)
     return 0
 

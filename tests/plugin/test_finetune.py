@@ -100,3 +100,28 @@ def test_a_crop_larger_than_the_training_images_is_refused_naming_the_file(tmp_p
     res = _run(['--sharp', 'sharp', *OPTICS, '--crop', '96', '--iters', '2', '-o', 'scope'], tmp_path)
     assert res.returncode == 1 and '--crop 96 is larger than' in res.stderr and '(80 x 80)' in res.stderr
     assert not (tmp_path / 'scope' / 'model.pth').exists()  # refused before any training
+
+
+def test_rgb_images_fine_tune_the_gray_model_per_channel_as_mpt_deblur_applies_it(tmp_path):
+    """mpt-deblur deblurs RGB images with the gray starter per channel, so that is what mpt-finetune starts from (and
+    trains on one channel per sample); --kind rgb keeps the RGB network."""
+    from mpt_plugin.finetune import parse_args, plan_options
+
+    (tmp_path / 'sharp').mkdir()
+    for i in range(2):
+        img = make_scene(np.random.default_rng(i), (80, 80), 3)
+        tifffile.imwrite(tmp_path / 'sharp' / f'c{i}.tif', (img * 65535).astype(np.uint16))
+    res = _run(['--sharp', 'sharp', *OPTICS, '--iters', '2', '-o', 'scope'], tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert 'starter model gray' in res.stderr
+    plan = load_options(str(tmp_path / 'scope' / 'finetune_plan.yml'))
+    assert plan['network_g']['in_chans'] == 1
+    assert all(plan['datasets'][k]['gray_channels'] and 'to_gray' not in plan['datasets'][k] for k in ('train', 'val'))
+    assert 'each colour channel' in (tmp_path / 'scope' / 'model.md').read_text()
+    deblur = subprocess.run(['mpt-deblur', '-opt', str(tmp_path / 'scope' / 'model.yml'), '-w',
+                             str(tmp_path / 'scope' / 'model.pth'), '-i', str(tmp_path / 'sharp' / 'c0.tif'), '-o',
+                             str(tmp_path / 'deblurred')], env=ENV, capture_output=True, text=True, timeout=300)
+    assert deblur.returncode == 0, deblur.stderr[-2000:]
+    assert tifffile.imread(tmp_path / 'deblurred' / 'c0.tif').shape == (80, 80, 3)
+    rgb = plan_options(parse_args([*OPTICS, '--kind', 'rgb', '-o', str(tmp_path / 'r')]), [], 'rgb', 10)
+    assert rgb['network_g']['in_chans'] == 3 and 'gray_channels' not in rgb['datasets']['train']
