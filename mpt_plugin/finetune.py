@@ -334,6 +334,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def rgb_sharp(folder: Optional[str]) -> bool:
+    """Whether the first image of ``--sharp`` (the one the starter model was chosen from) has colour channels."""
+    files = sharp_images(folder)
+    if not files:
+        return False
+    from mpt_data.image_io import read_header
+
+    path = os.path.join(folder, files[0])
+    return read_header(path, path).channels > 1
+
+
 def write_card(out: str, args: argparse.Namespace, opt: Dict[str, Any], kind: str, source: float, starter: float,
                tuned: float) -> None:
     """``model.md``: what the model is, the optics it was made for, its data and its validation gain."""
@@ -351,8 +362,9 @@ def write_card(out: str, args: argparse.Namespace, opt: Dict[str, Any], kind: st
         '## Data', '',
         f'- Sharp images: {args.sharp or "procedural fluorescence-like scenes (mpt_data.scenes)"}.',
         f'- Validation: {held}, never trained on.',
-        *(['- Colour: a one-channel network; `mpt-deblur` applies it to each colour channel of RGB images, and RGB '
-           'training images gave one channel per sample.'] if kind == 'gray' else []),
+        *(['- Colour: a one-channel network; `mpt-deblur` applies it to each colour channel of RGB images'
+           + ('; it was trained on one colour channel of an RGB image per sample.' if rgb_sharp(args.sharp) else
+              '.')] if kind == 'gray' else []),
         f'- Loss: {opt["train"]["pixel_opt"]["type"]} at learning rate {opt["train"]["optim_g"]["lr"]:g}.', '',
         '## Validation PSNR (dB, in the images\' own units)', '',
         '| input | starter model | fine-tuned |', '|---|---|---|',

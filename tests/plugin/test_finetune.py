@@ -37,6 +37,7 @@ def test_finetune_writes_a_model_that_mpt_deblur_uses(tmp_path):
     card = (out / 'model.md').read_text()
     assert model['datasets']['train']['norm_context'] == 256 and 'Loss: MSELoss' in card  # the defaults
     assert 'NA 0.75' in card and '| input | starter model | fine-tuned |' in card and 'held-out images' in card
+    assert 'applies it to each colour channel of RGB images.' in card and 'RGB image per sample' not in card
     assert 'starter model gray' in res.stderr and 'validation PSNR: input' in res.stderr
     assert 'eta:' in res.stderr and 'iter:' in res.stderr  # BasicSR's progress lines with a time estimate
     assert list((out / 'experiments' / 'finetune').glob('train_finetune_*.log'))  # and the run's log file
@@ -117,7 +118,7 @@ def test_rgb_images_fine_tune_the_gray_model_per_channel_as_mpt_deblur_applies_i
     plan = load_options(str(tmp_path / 'scope' / 'finetune_plan.yml'))
     assert plan['network_g']['in_chans'] == 1
     assert all(plan['datasets'][k]['gray_channels'] and 'to_gray' not in plan['datasets'][k] for k in ('train', 'val'))
-    assert 'each colour channel' in (tmp_path / 'scope' / 'model.md').read_text()
+    assert 'trained on one colour channel of an RGB image per sample' in (tmp_path / 'scope' / 'model.md').read_text()
     deblur = subprocess.run(['mpt-deblur', '-opt', str(tmp_path / 'scope' / 'model.yml'), '-w',
                              str(tmp_path / 'scope' / 'model.pth'), '-i', str(tmp_path / 'sharp' / 'c0.tif'), '-o',
                              str(tmp_path / 'deblurred')], env=ENV, capture_output=True, text=True, timeout=300)
