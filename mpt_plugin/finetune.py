@@ -268,20 +268,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     os.makedirs(out, exist_ok=True)
     plan_path = os.path.join(out, PLAN)
     try:
+        from mpt_data.image_io import read_header
+
         files = sharp_images(args.sharp)
+        first = os.path.join(args.sharp, files[0]) if files else None
+        channels = read_header(first, first).channels if first else 1  # the images' colours: model and card
         if args.auto_resume and os.path.isfile(plan_path):
             opt = load_options(plan_path)
             print(f'mpt-finetune: continuing the run planned in {plan_path}', file=sys.stderr)
         else:
-            from mpt_data.image_io import read_header
-
-            if args.kind:
-                kind = args.kind
-            elif files:
-                path = os.path.join(args.sharp, files[0])
-                kind = deblur_kind(read_header(path, path).channels, path)  # the model mpt-deblur would apply
-            else:
-                kind = 'gray'
+            # without --kind, the model mpt-deblur would apply (gray without --sharp)
+            kind = args.kind or (deblur_kind(channels, first) if first else 'gray')
             train_files, val_files = split(files)
             if args.crop:
                 for name in train_files:
@@ -322,7 +319,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _, tuned = validation_psnr(opt, weights, 'params')
         kept = weights if tuned >= starter else starter_model(kind).weights  # never ship a model worse than its start
         shutil.copyfile(kept, os.path.join(out, 'model.pth'))
-        write_card(out, args, opt, kind, source, starter, tuned)
+        write_card(out, args, opt, kind, source, starter, tuned, channels > 1)
         print(f'mpt-finetune: validation PSNR: input {source:.2f} dB, starter {starter:.2f} dB, fine-tuned '
               f'{tuned:.2f} dB ({tuned - starter:+.2f} dB).' + ('' if kept == weights else
               ' The fine-tune did not beat the starter model on validation: model.pth is the starter model (the '
@@ -334,20 +331,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def rgb_sharp(folder: Optional[str]) -> bool:
-    """Whether the first image of ``--sharp`` (the one the starter model was chosen from) has colour channels."""
-    files = sharp_images(folder)
-    if not files:
-        return False
-    from mpt_data.image_io import read_header
-
-    path = os.path.join(folder, files[0])
-    return read_header(path, path).channels > 1
-
-
 def write_card(out: str, args: argparse.Namespace, opt: Dict[str, Any], kind: str, source: float, starter: float,
-               tuned: float) -> None:
-    """``model.md``: what the model is, the optics it was made for, its data and its validation gain."""
+               tuned: float, rgb_sharp: bool = False) -> None:
+    """``model.md``: what the model is, the optics it was made for, its data and its validation gain
+    (``rgb_sharp``: the ``--sharp`` images have colour channels)."""
     val = opt['datasets']['val']
     held = 'procedural scenes' if 'procedural' in val else f'held-out images of {args.sharp}'
     lines = [
@@ -363,7 +350,7 @@ def write_card(out: str, args: argparse.Namespace, opt: Dict[str, Any], kind: st
         f'- Sharp images: {args.sharp or "procedural fluorescence-like scenes (mpt_data.scenes)"}.',
         f'- Validation: {held}, never trained on.',
         *(['- Colour: a one-channel network; `mpt-deblur` applies it to each colour channel of RGB images'
-           + ('; it was trained on one colour channel of an RGB image per sample.' if rgb_sharp(args.sharp) else
+           + ('; it was trained on one colour channel of an RGB image per sample.' if rgb_sharp else
               '.')] if kind == 'gray' else []),
         f'- Loss: {opt["train"]["pixel_opt"]["type"]} at learning rate {opt["train"]["optim_g"]["lr"]:g}.', '',
         '## Validation PSNR (dB, in the images\' own units)', '',

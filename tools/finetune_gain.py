@@ -78,20 +78,28 @@ def finetune(sharp: Optional[str], out: str, minutes: float, optics: Dict = OPTI
     return time.time() - start
 
 
+def blurred_specimen(folder: str, optics: Dict, channels: int = 1, pairs_per_image: int = 2, val_seed: int = 7,
+                     val_crop: Optional[int] = 256):
+    """Seeded pairs of the scenes in ``folder`` blurred through ``optics`` with :data:`PHOTONS` shot noise and read
+    noise (a ``SyntheticDefocusDataset`` in validation mode, intensities in the dtype's range)."""
+    from mpt_data.synthetic_defocus_dataset import SyntheticDefocusDataset
+
+    return SyntheticDefocusDataset({'name': f'blurred specimen {folder}', 'phase': 'val', 'dataroot_gt': folder,
+                                    'in_chans': channels, 'psf': {'widefield_physical': optics},
+                                    'noise': {'photons': PHOTONS, 'read_noise': [0.0, 0.005], 'clean_fraction': 0.0},
+                                    'pairs_per_image': pairs_per_image, 'val_seed': val_seed, 'val_crop': val_crop})
+
+
 def score(test: str, model_dir: str, pairs_per_image: int = 2, optics: Dict = OPTICS,
           channels: int = 1) -> Dict[str, List[float]]:
     """PSNR per test pair: ``input``, ``starter`` (the shipped model ``mpt-deblur`` applies by default) and
     ``fine-tuned``."""
-    from mpt_data.synthetic_defocus_dataset import SyntheticDefocusDataset
     from mpt_deploy.inference import deblur_plane
     from mpt_deploy.model_loading import inference_normalization, load_weights, network_in_chans
     from mpt_deploy.starter_models import StarterNetworks
     from mpt_metrics.image_quality import psnr
 
-    ds = SyntheticDefocusDataset({'name': 'finetune test', 'phase': 'val', 'dataroot_gt': test, 'in_chans': channels,
-                                  'psf': {'widefield_physical': optics},
-                                  'noise': {'photons': PHOTONS, 'read_noise': [0.0, 0.005], 'clean_fraction': 0.0},
-                                  'pairs_per_image': pairs_per_image, 'val_seed': 7, 'val_crop': 256})
+    ds = blurred_specimen(test, optics, channels, pairs_per_image)
     starter_net, starter_opt, starter_norm, _ = StarterNetworks().for_channels(channels, test)
     opt_file = osp.join(model_dir, 'model.yml')
     tuned_net, tuned_opt = load_weights(finetuned_weights(model_dir), opt_file)

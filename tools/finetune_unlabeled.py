@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from tools.finetune_gain import OPTICS_PRESETS, PHOTONS, finetune, score, write_specimen
+from tools.finetune_gain import OPTICS_PRESETS, blurred_specimen, finetune, score, write_specimen
 
 
 def write_blurry(sharp: str, folder: str, optics: Dict) -> str:
@@ -39,13 +39,8 @@ def write_blurry(sharp: str, folder: str, optics: Dict) -> str:
     TIFFs in ``folder``: what a user would have instead of in-focus images."""
     import tifffile
 
-    from mpt_data.synthetic_defocus_dataset import SyntheticDefocusDataset
-
     os.makedirs(folder, exist_ok=True)
-    ds = SyntheticDefocusDataset({'name': 'blurry specimen', 'phase': 'val', 'dataroot_gt': sharp, 'in_chans': 1,
-                                  'psf': {'widefield_physical': optics},
-                                  'noise': {'photons': PHOTONS, 'read_noise': [0.0, 0.005], 'clean_fraction': 0.0},
-                                  'pairs_per_image': 1, 'val_seed': 3})
+    ds = blurred_specimen(sharp, optics, pairs_per_image=1, val_seed=3, val_crop=None)
     for i in range(len(ds)):
         pair = ds.pair(i)
         tifffile.imwrite(osp.join(folder, f'blurry_{i:03d}.tif'),
